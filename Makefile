@@ -1,0 +1,43 @@
+# The README's two commands: `make run` (the pipeline) and `make test` (the test suite).
+# Both set up everything they need: a virtualenv with pinned dependencies and the dataset.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# Stage commands in dvc.yaml run `python`: make it the virtualenv's.
+export PATH := $(BIN):$(PATH)
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test setup dataset repo clean-venv
+
+run: setup dataset repo
+	$(BIN)/dvc repro
+	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); print(f"test accuracy: {m[\"test\"][\"accuracy\"]:.4f}  (train {m[\"train_accuracy\"]:.4f}, gap {m[\"train_test_gap\"]:+.4f})")'
+
+test: setup dataset
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+# Fashion-MNIST from Debian's package when apt is usable; otherwise prepare downloads it (verified).
+dataset:
+	@if [ -d $(FASHION_MNIST_DIR) ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "apt-get not found: prepare will download Fashion-MNIST"; exit 0; fi; \
+	SUDO=; if [ "$$(id -u)" != 0 ]; then SUDO="sudo -n"; fi; \
+	( $$SUDO apt-get install -y -qq dataset-fashion-mnist || \
+	  ( $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist ) ) >/dev/null 2>&1 \
+	  || echo "could not install dataset-fashion-mnist with apt: prepare will download Fashion-MNIST"
+
+# `dvc repro` needs git and DVC initialised; a clone has both, an exported copy may not.
+repo:
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || git init -q
+	@[ -d .dvc ] || $(BIN)/dvc init -q
+
+clean-venv:
+	rm -rf $(VENV)

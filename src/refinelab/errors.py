@@ -1,0 +1,13 @@
+"""Errors a user can act on: they are reported as one clear message, not a traceback."""
+
+
+class RefinelabError(Exception):
+    """Base class for errors caused by the user's params, files or data."""
+
+
+class ParamsError(RefinelabError, ValueError):
+    """params.yaml has an unknown key, a wrong type or an out-of-range value."""
+
+
+class DataError(RefinelabError, ValueError):
+    """An input file is missing, corrupt or does not match its checksum or layout."""

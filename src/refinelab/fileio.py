@@ -1,0 +1,54 @@
+"""Atomic writes: a file or folder appears complete under its final name, or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(destination: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``destination``; rename it into place only on success."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary name keeps the real suffix: some writers (Keras) insist on it.
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{destination.stem}.tmp-", suffix=destination.suffix, dir=destination.parent
+    )
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, destination)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(destination: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it replaces ``destination`` whole."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    try:
+        yield temporary
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(temporary, destination)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,34 @@
+"""``tf.data`` input pipelines over prepared splits (memory-mapped, gathered batch by batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from refinelab.prepared import Split
+
+
+def make_dataset(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+    """Batches of (float32 images in 0-255, int64 labels), read from ``split`` without copying it whole.
+
+    Only indices are shuffled; each batch is gathered from the (memory-mapped) arrays, so a
+    dataset larger than RAM streams from disk.
+    """
+    images, labels = split.images, split.labels
+    count = len(labels)
+
+    def gather(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.sort(indices)  # Sequential reads from the memory map.
+        return np.ascontiguousarray(images[indices]), labels[indices]
+
+    def load(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_images, batch_labels = tf.numpy_function(gather, [indices], (tf.uint8, tf.int64))
+        batch_images.set_shape((None, *images.shape[1:]))
+        batch_labels.set_shape((None,))
+        return tf.cast(batch_images, tf.float32), batch_labels
+
+    dataset = tf.data.Dataset.range(count)
+    if shuffle:
+        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,25 @@
+"""Stage augment: write the training set that train reads (data/augmented) and its summary metrics."""
+
+import argparse
+
+from refinelab.config import load_params
+from refinelab.stage import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("prepared_dir", help="prepare's output (data/prepared)")
+    parser.add_argument("out_dir", help="folder for the training split to use (data/augmented)")
+    parser.add_argument("metrics_file", help="summary of the augmented set (metrics/augment.json)")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+
+    from refinelab.augmentation import augment
+    from refinelab.fileio import write_json
+
+    write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,22 @@
+"""Stage prepare: fetch + verify + decode the dataset, split validation off train, write data/prepared."""
+
+import argparse
+
+from refinelab.config import load_params
+from refinelab.stage import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out_dir", help="folder for the prepared splits (data/prepared)")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+
+    from refinelab.preparation import prepare  # Heavy imports only once the params are known good.
+
+    prepare(params, args.out_dir)
+
+
+if __name__ == "__main__":
+    run_stage(main)
