@@ -9,7 +9,7 @@ from typing import Any
 
 import keras
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, log_loss
+from sklearn.metrics import accuracy_score, classification_report, log_loss
 
 from refinelab.fileio import atomic_path
 from refinelab.pipeline_data import make_dataset
@@ -76,6 +76,3 @@ def write_confusion_csv(path: str | Path, labels: np.ndarray, probabilities: np.
         writer.writerow(["actual", "predicted"])
         writer.writerows((class_names[a], class_names[p]) for a, p in zip(labels, predicted))
 
-
-def confusion(labels: np.ndarray, probabilities: np.ndarray, num_classes: int) -> np.ndarray:
-    return confusion_matrix(labels, probabilities.argmax(axis=1), labels=list(range(num_classes)))

@@ -12,8 +12,10 @@ matplotlib.use("Agg")  # Files only: no display on CI or servers.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from refinelab.evaluation import confusion  # noqa: E402
+from sklearn.metrics import confusion_matrix  # noqa: E402
+
 from refinelab.fileio import atomic_path  # noqa: E402
+from refinelab.prepared import load_meta, load_split  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def learning_curves(live_plots_dir: str | Path) -> plt.Figure:
 
 
 def confusion_heatmap(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> plt.Figure:
-    matrix = confusion(labels, probabilities, len(class_names))
+    matrix = confusion_matrix(labels, probabilities.argmax(axis=1), labels=list(range(len(class_names))))
     size = max(5.0, 0.6 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     image = axis.imshow(matrix, cmap="Blues")
@@ -97,8 +99,6 @@ def plot_all(
     live_plots_dir: str | Path, prepared_dir: str | Path, probabilities_file: str | Path, out_dir: str | Path, grid_size: int
 ) -> None:
     """Write the plot stage's PNGs to ``out_dir``."""
-    from refinelab.prepared import load_meta, load_split
-
     out_dir = Path(out_dir)
     class_names = load_meta(prepared_dir)["class_names"]
     test = load_split(prepared_dir, "test")

@@ -83,6 +83,7 @@ def train(
         validation_data=validation_data,
         epochs=params.epochs,
         callbacks=[TrainingTimer(live, len(train_split)), DVCLiveCallback(live=live)],
+        shuffle=False,  # The tf.data pipeline shuffles, seeded.
         verbose=2,
     )
     save_model(model, model_path, resolved_params(params, meta))

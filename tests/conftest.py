@@ -1,0 +1,106 @@
+"""Shared fixtures: the REAL params.yaml, shrunk; IDX writers; the project copied into a temp git repo."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from refinelab.datasets import FASHION_MNIST
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def fashion_mnist_dir() -> Path | None:
+    """A folder holding the four official Fashion-MNIST files, if this machine has one."""
+    for directory in FASHION_MNIST.search_dirs():
+        if all((directory / published.name).is_file() for published in FASHION_MNIST.files):
+            return directory
+    return None
+
+
+needs_fashion_mnist = pytest.mark.skipif(
+    fashion_mnist_dir() is None,
+    reason="Fashion-MNIST files not found (install Debian's dataset-fashion-mnist, as `make test` does)",
+)
+
+
+@pytest.fixture
+def raw_params() -> dict:
+    """The project's real params.yaml as a mapping (tests override a few keys)."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def tiny_raw_params(raw_params) -> dict:
+    params = copy.deepcopy(raw_params)
+    params.update(epochs=1, batch_size=32)
+    params["data"]["limit"] = 200
+    return params
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array in the IDX format."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    return path
+
+
+def project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    return [name for name in listed if (ROOT / name).is_file()]
+
+
+def run(command: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def project_copy(tmp_path) -> Path:
+    """The project's files (no data, models or results) in a fresh git + DVC repo."""
+    destination = tmp_path / "project"
+    for name in project_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    for stale in ("dvc.lock", "metrics"):
+        path = destination / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    run(["git", "init", "-q"], destination)
+    run(["git", "config", "user.email", "test@example.com"], destination)
+    run(["git", "config", "user.name", "refinelab tests"], destination)
+    return destination
+
+
+@pytest.fixture
+def project_env() -> dict:
+    """Environment whose `python` and `dvc` are this interpreter's (stage commands call `python`)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env

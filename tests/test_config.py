@@ -1,0 +1,79 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from refinelab.config import load_params, parse_params
+from refinelab.errors import ParamsError
+
+
+def test_the_real_params_file_is_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.model in params.architectures
+    for name in ("smaller", "baseline", "bigger", "cnn"):
+        assert name in params.architectures
+    assert params.architectures["bigger"].hidden == [512, 128, 16]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"dropout": 1.5}, "dropout: Input should be less than 1"),
+        ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
+        ({"dropuot": 0.1}, "dropuot: unknown key; did you mean 'dropout'?"),
+        ({"model": "huge"}, "unknown architecture 'huge'; valid names: baseline, bigger"),
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'; valid names: fashion_mnist"),
+        ({"batch_size": "64"}, "batch_size: Input should be a valid integer"),
+        ({"learning_rate": True}, "learning_rate: Input should be a valid number"),
+    ],
+)
+def test_bad_values_name_the_key(raw_params, change, message):
+    with pytest.raises(ParamsError) as caught:
+        parse_params({**raw_params, **change})
+    assert message in str(caught.value)
+
+
+def test_nested_typos_name_the_nested_key(raw_params):
+    params = copy.deepcopy(raw_params)
+    params["data"]["validaton_split"] = 0.2
+    params["architectures"]["mine"] = {"type": "mlp", "hiden": [32]}
+    with pytest.raises(ParamsError) as caught:
+        parse_params(params)
+    text = str(caught.value)
+    assert "data.validaton_split: unknown key; did you mean 'validation_split'?" in text
+    assert "architectures.mine.hiden: unknown key; did you mean 'hidden'?" in text
+
+
+def test_resolved_params_hold_the_selected_architecture(raw_params):
+    resolved = parse_params({**raw_params, "model": "bigger", "dropout": 0.25}).resolved()
+    assert resolved["architecture"] == {"type": "mlp", "hidden": [512, 128, 16], "batch_norm": False}
+    assert resolved["dropout"] == 0.25
+    assert "architectures" not in resolved
+
+
+@pytest.mark.parametrize("stage", ["prepare", "train"])
+def test_a_stage_with_bad_params_exits_with_a_message_not_a_traceback(tmp_path, raw_params, stage):
+    import yaml
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({**raw_params, "dropout": 1.5}))
+    args = {"prepare": ["out"], "train": ["a", "b", "c", "d"]}[stage]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args, "--params", str(bad)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "dropout: Input should be less than 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_params_validation_does_not_import_tensorflow():
+    """Params errors must come before TensorFlow's multi-second import."""
+    code = (
+        "import sys; from refinelab.config import load_params; import refinelab.stage; "
+        f"load_params({str(ROOT / 'params.yaml')!r}); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,94 @@
+import gzip
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import fashion_mnist_dir, idx_bytes, needs_fashion_mnist
+from refinelab import datasets
+from refinelab.download import PublishedFile, fetch, verify
+from refinelab.errors import DataError
+
+
+@pytest.fixture
+def published(tmp_path):
+    """A small 'published' gzip file, its entry with checksums, and its folder."""
+    content = idx_bytes(np.arange(60, dtype=np.uint8).reshape(3, 4, 5))
+    packed = gzip.compress(content, mtime=0)
+    source = tmp_path / "upstream"
+    source.mkdir()
+    (source / "data.gz").write_bytes(packed)
+    entry = PublishedFile("data.gz", hashlib.md5(packed).hexdigest(), hashlib.md5(content).hexdigest())
+    return entry, source, content
+
+
+def test_verify_accepts_the_file_and_a_recompressed_copy(published, tmp_path):
+    entry, source, content = published
+    verify(source / "data.gz", entry)
+    recompressed = tmp_path / "data.gz"
+    recompressed.write_bytes(gzip.compress(content, compresslevel=1, mtime=12345))
+    assert hashlib.md5(recompressed.read_bytes()).hexdigest() != entry.md5
+    verify(recompressed, entry)
+
+
+def test_verify_rejects_a_corrupted_file(published, tmp_path):
+    entry, source, _ = published
+    corrupted = tmp_path / "data.gz"
+    data = bytearray((source / "data.gz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupted.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"data\.gz: checksum mismatch"):
+        verify(corrupted, entry)
+
+
+def test_fetch_prefers_the_first_search_dir(published, tmp_path):
+    entry, source, _ = published
+    paths = fetch([entry], [tmp_path / "missing", source], url_bases=[], cache_dir=tmp_path / "cache")
+    assert paths == {"data.gz": source / "data.gz"}
+    assert not (tmp_path / "cache").exists()
+
+
+def test_fetch_downloads_from_a_file_url_into_the_cache(published, tmp_path):
+    entry, source, _ = published
+    cache = tmp_path / "cache"
+    paths = fetch([entry], [], url_bases=[f"file://{tmp_path / 'nowhere'}", source.as_uri()], cache_dir=cache)
+    assert paths["data.gz"] == cache / "data.gz"
+    assert (cache / "data.gz").read_bytes() == (source / "data.gz").read_bytes()
+
+
+def test_a_download_with_the_wrong_checksum_leaves_no_file(published, tmp_path):
+    entry, source, _ = published
+    wrong = PublishedFile(entry.name, "0" * 32, "0" * 32)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch([wrong], [], url_bases=[source.as_uri()], cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_corrupt_local_copy_is_an_error_not_skipped(published, tmp_path):
+    entry, source, _ = published
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "data.gz").write_bytes(b"not the file")
+    with pytest.raises(DataError, match=str(mirror / "data.gz")):
+        fetch([entry], [mirror, source], url_bases=[], cache_dir=tmp_path / "cache")
+
+
+@needs_fashion_mnist
+def test_fashion_mnist_from_a_mirror_dir(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(fashion_mnist_dir(), mirror)
+    monkeypatch.setenv(datasets.MIRROR_ENV, str(mirror))
+    assert datasets.FASHION_MNIST.search_dirs()[0] == mirror
+    raw = datasets.FASHION_MNIST.load()
+    assert raw.train_images.shape == (60000, 28, 28, 1) and raw.test_images.shape == (10000, 28, 28, 1)
+    assert np.bincount(raw.train_labels).tolist() == [6000] * 10
+    assert raw.source["files"]["t10k-labels-idx1-ubyte.gz"]["path"] == str(mirror / "t10k-labels-idx1-ubyte.gz")
+
+    labels = mirror / "train-labels-idx1-ubyte.gz"
+    data = bytearray(labels.read_bytes())
+    data[-20] ^= 0x01
+    labels.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: checksum mismatch"):
+        datasets.FASHION_MNIST.load()

@@ -1,0 +1,62 @@
+"""The real pipeline through the real `dvc` commands, on a shrunk copy of the real params."""
+
+import json
+
+import pytest
+import yaml
+
+from conftest import needs_fashion_mnist, run
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+
+
+def dropout_rates(model_path):
+    import keras
+
+    model = keras.models.load_model(model_path)
+    return {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)}
+
+
+def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_params):
+    project = project_copy
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_raw_params, sort_keys=False))
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "tiny config"], project)
+
+    run(["dvc", "repro"], project, env=project_env)
+
+    for output in (
+        "data/prepared/meta.json", "data/augmented/train_images.npy", "models/model.keras", "models/params.json",
+        "metrics/figures/learning_curves.png", "metrics/figures/confusion_matrix.png",
+        "metrics/figures/test_predictions.png", "metrics/confusion.csv",
+    ):
+        assert (project / output).is_file(), output
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    accuracy = evaluation["test"]["accuracy"]
+    assert 0.0 <= accuracy <= 1.0 and 0.0 <= evaluation["train_accuracy"] <= 1.0
+    assert evaluation["train_test_gap"] == pytest.approx(evaluation["train_accuracy"] - accuracy)
+    assert len(evaluation["test"]["per_class"]) == 10
+    training = json.loads((project / "metrics/train/metrics.json").read_text())
+    assert set(training) >= {"train", "eval", "train_seconds", "images_per_second"}
+    assert (project / "metrics/confusion.csv").read_text().count("\n") == 201  # header + limit rows
+    resolved = json.loads((project / "models/params.json").read_text())
+    assert resolved["dropout"] == tiny_raw_params["dropout"] and len(resolved["class_names"]) == 10
+    assert dropout_rates(project / "models/model.keras") == {tiny_raw_params["dropout"]}
+
+    # Nothing changed: nothing re-runs.
+    assert "didn't change" in run(["dvc", "repro"], project, env=project_env).stdout.replace("did not", "didn't")
+
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline results"], project)
+    run(["dvc", "exp", "run", "-S", "dropout=0.25", "--name", "dropout-25"], project, env=project_env)
+
+    assert dropout_rates(project / "models/model.keras") == {0.25}
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project, env=project_env).stdout)
+    experiments = [exp for commit in shown for exp in commit.get("experiments") or []]
+    names = {exp.get("name") for exp in experiments}
+    assert "dropout-25" in names
+    params_diff = json.loads(run(["dvc", "params", "diff", "--json"], project, env=project_env).stdout)
+    dropout_change = params_diff["params.yaml"]["dropout"]
+    assert (dropout_change["old"], dropout_change["new"]) == (tiny_raw_params["dropout"], 0.25)
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
+    assert "test.accuracy" in metrics_diff["metrics/evaluate.json"]

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from conftest import needs_fashion_mnist
+from refinelab.config import parse_params
+from refinelab.prepared import load_meta, load_split
+from refinelab.preparation import prepare, split_validation, stratified_subset
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(5), 40)
+    train, validation = split_validation(labels, 0.25, seed=3)
+    assert len(validation) == 50 and len(train) == 150
+    assert not set(train) & set(validation)
+    assert np.bincount(labels[validation]).tolist() == [10] * 5
+    again, _ = split_validation(labels, 0.25, seed=3)
+    other, _ = split_validation(labels, 0.25, seed=4)
+    np.testing.assert_array_equal(train, again)
+    assert not np.array_equal(train, other)
+
+
+def test_stratified_subset_keeps_class_balance_and_caps():
+    labels = np.repeat(np.arange(4), 50)
+    subset = stratified_subset(labels, 40, seed=0)
+    assert np.bincount(labels[subset]).tolist() == [10] * 4
+    np.testing.assert_array_equal(stratified_subset(labels, 0, seed=0), np.arange(200))
+    np.testing.assert_array_equal(stratified_subset(labels, 1000, seed=0), np.arange(200))
+
+
+@needs_fashion_mnist
+def test_prepare_writes_limited_splits_and_leaves_test_untouched(tmp_path, tiny_raw_params):
+    params = parse_params(tiny_raw_params)
+    out = tmp_path / "prepared"
+    meta = prepare(params, out)
+    assert meta["counts"] == {"train": 200, "validation": 200, "test": 200}
+    assert meta["class_names"][0] == "T-shirt/top" and len(meta["class_names"]) == 10
+    assert load_meta(out) == meta
+    for name in ("train", "validation", "test"):
+        split = load_split(out, name)
+        assert split.images.shape == (200, 28, 28, 1) and split.images.dtype == np.uint8
+        assert np.bincount(split.labels, minlength=10).tolist() == [20] * 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # No temporary folders left behind.
+
+
+@needs_fashion_mnist
+def test_prepare_is_deterministic(tmp_path, tiny_raw_params):
+    params = parse_params(tiny_raw_params)
+    prepare(params, tmp_path / "a")
+    prepare(params, tmp_path / "b")
+    for name in ("train", "validation", "test"):
+        np.testing.assert_array_equal(load_split(tmp_path / "a", name).images, load_split(tmp_path / "b", name).images)
