@@ -98,9 +98,11 @@ def project_copy(tmp_path) -> Path:
 
 
 @pytest.fixture
-def project_env() -> dict:
-    """Environment whose `python` and `dvc` are this interpreter's (stage commands call `python`)."""
+def project_env(project_copy) -> dict:
+    """Environment whose `python` and `dvc` are this interpreter's (stage commands call `python`),
+    importing the copied project's own ``src/``."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(project_copy / "src")
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env

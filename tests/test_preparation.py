@@ -49,3 +49,14 @@ def test_prepare_is_deterministic(tmp_path, tiny_raw_params):
     prepare(params, tmp_path / "b")
     for name in ("train", "validation", "test"):
         np.testing.assert_array_equal(load_split(tmp_path / "a", name).images, load_split(tmp_path / "b", name).images)
+
+
+@needs_fashion_mnist
+def test_prepare_resizes_and_converts_colour_when_asked(tmp_path, tiny_raw_params):
+    tiny_raw_params["data"].update(image_size=[32, 32], color_mode="rgb", limit=20)
+    meta = prepare(parse_params(tiny_raw_params), tmp_path / "prepared")
+    assert meta["image_shape"] == [32, 32, 3]
+    assert meta["preprocessing"] == {"image_size": [32, 32], "color_mode": "rgb", "resize": "crop"}
+    images = load_split(tmp_path / "prepared", "test").images
+    assert images.shape == (20, 32, 32, 3)
+    np.testing.assert_array_equal(images[..., 0], images[..., 2])  # Grayscale expanded to equal channels.

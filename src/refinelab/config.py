@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,6 +29,12 @@ class DataParams(StrictModel):
     validation_split: float = Field(0.1, gt=0, lt=1)
     # Cap on the number of images per split (train, validation, test); 0 keeps them all.
     limit: int = Field(0, ge=0)
+    # [height, width] every image is made; null keeps the dataset's own size.
+    image_size: Optional[list[Annotated[int, Field(ge=1, le=4096)]]] = Field(None, min_length=2, max_length=2)
+    # grayscale | rgb; null keeps the dataset's own.
+    color_mode: Optional[Literal["grayscale", "rgb"]] = None
+    # How an image of another shape is made image_size: centre crop, pad, or stretch.
+    resize: Literal["crop", "pad", "stretch"] = "crop"
 
 
 class AugmentParams(StrictModel):

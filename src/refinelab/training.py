@@ -96,6 +96,7 @@ def resolved_params(params: Params, meta: dict[str, Any]) -> dict[str, Any]:
         **params.resolved(),
         "class_names": meta["class_names"],
         "image_shape": meta["image_shape"],
+        "preprocessing": meta["preprocessing"],
     }
 
 
