@@ -12,7 +12,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
 run: setup dataset repo
 	$(BIN)/dvc repro
-	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); print(f"test accuracy: {m[\"test\"][\"accuracy\"]:.4f}  (train {m[\"train_accuracy\"]:.4f}, gap {m[\"train_test_gap\"]:+.4f})")'
+	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); print("test accuracy: {:.4f} (train {:.4f}, gap {:+.4f})".format(m["test"]["accuracy"], m["train_accuracy"], m["train_test_gap"]))'
 
 test: setup dataset
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
