@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,14 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def split_off(labels: np.ndarray, fraction: float, seed: int, what: str = "validation") -> tuple[np.ndarray, np.ndarray]:
-    """Seeded, stratified split of indices into (kept, held out ``fraction``)."""
+    """Seeded, stratified split of indices into (kept, held out ``fraction``).
+
+    The held-out part gets at least one image per class, so its metrics cover every class.
+    """
     indices = np.arange(len(labels))
+    held_out_size = max(math.ceil(fraction * len(labels)), len(np.unique(labels)))
     try:
-        kept, held_out = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
+        kept, held_out = train_test_split(indices, test_size=held_out_size, stratify=labels, random_state=seed)
     except ValueError as exc:
         raise DataError(
             f"cannot split a {what} set ({fraction:g}) off {len(labels)} images with class counts "
