@@ -203,6 +203,13 @@ def test_h5_bad_input_names_the_file_and_key(tmp_path, raw_params, problem, mess
     assert not (tmp_path / "prepared").exists()
 
 
+def test_h5_train_and_test_of_different_sizes_need_image_size(tmp_path, raw_params):
+    train = write_h5(tmp_path / "train.h5", "train", *signs_like(12))
+    test = write_h5(tmp_path / "test.h5", "test", np.zeros((6, 4, 4, 3), np.uint8), np.arange(6) % 3)
+    with pytest.raises(DataError, match="test split: images are 4x4 but train's are 8x8; set data.image_size"):
+        prepare_with(tmp_path, raw_params, "h5", h5={"train": str(train), "test": str(test)})
+
+
 def test_h5_needs_a_file(tmp_path, raw_params):
     with pytest.raises(ParamsError, match="h5: set h5.train and/or h5.test"):
         prepare_with(tmp_path, raw_params, "h5", h5={"train": None, "test": None})

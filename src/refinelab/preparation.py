@@ -115,6 +115,11 @@ def write_split(
     required_size = None if params.data.image_size else preprocessing.image_size
     with SplitWriter(directory, name, preprocessing.input_shape) as writer:
         if split.images is not None:
+            if required_size and split.images.shape[1:3] != required_size:
+                raise DataError(
+                    f"{name} split: images are {split.images.shape[1]}x{split.images.shape[2]} but train's are "
+                    f"{required_size[0]}x{required_size[1]}; set data.image_size to resize them all"
+                )
             for start in range(0, len(split), ARRAY_BATCH):
                 batch = slice(start, start + ARRAY_BATCH)
                 writer.append(apply_preprocessing(split.images[batch], preprocessing), split.labels[batch])
