@@ -210,6 +210,13 @@ def test_h5_train_and_test_of_different_sizes_need_image_size(tmp_path, raw_para
         prepare_with(tmp_path, raw_params, "h5", h5={"train": str(train), "test": str(test)})
 
 
+def test_h5_files_with_different_class_lists_are_an_error(tmp_path, raw_params):
+    train = write_h5(tmp_path / "train.h5", "train", *signs_like(12), classes=np.array([b"a", b"b", b"c"]))
+    test = write_h5(tmp_path / "test.h5", "test", *signs_like(6), classes=np.array([b"a", b"b", b"x"]))
+    with pytest.raises(DataError, match=f"{test}: list_classes \\['a', 'b', 'x'\\] differs from {train}'s"):
+        prepare_with(tmp_path, raw_params, "h5", h5={"train": str(train), "test": str(test)})
+
+
 def test_h5_needs_a_file(tmp_path, raw_params):
     with pytest.raises(ParamsError, match="h5: set h5.train and/or h5.test"):
         prepare_with(tmp_path, raw_params, "h5", h5={"train": None, "test": None})

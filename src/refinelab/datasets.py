@@ -221,19 +221,24 @@ def load_h5(params: Params) -> RawDataset:
     given = {split: location for split in ("train", "test") if (location := getattr(options, split))}
     if not given:
         raise ParamsError("h5: set h5.train and/or h5.test to an HDF5 file path or URL")
-    splits, sources, class_names = {}, {}, None
+    sources, loaded = {}, {}
     for split, location in given.items():
         path, sources[split] = locate(location, getattr(options, f"{split}_sha256"))
-        images, labels, file_classes = read_h5_split(path, split, params)
-        if class_names is not None and file_classes is not None and file_classes != class_names:
-            raise DataError(f"{path}: {options.classes_key} {list(file_classes)} differs from the train file's")
-        class_names = class_names or file_classes
-        # One file alone is the whole dataset: it becomes "train" and test is split off it by fraction.
-        splits["train" if len(given) == 1 else split] = SplitSource(labels=labels, images=images)
-    if class_names is None:
-        class_names = tuple(str(label) for label in range(max(int(s.labels.max(initial=0)) for s in splits.values()) + 1))
-    for split, location in given.items():
-        check_labels(splits["train" if len(given) == 1 else split].labels, class_names, location)
+        loaded[split] = (path, *read_h5_split(path, split, params))
+    listed = [(path, names) for path, _, _, names in loaded.values() if names is not None]
+    for path, names in listed[1:]:
+        if names != listed[0][1]:
+            raise DataError(f"{path}: {options.classes_key} {list(names)} differs from {listed[0][0]}'s {list(listed[0][1])}")
+    if listed:
+        class_names = listed[0][1]
+    else:  # No list in the files: the classes are the label values 0..highest.
+        highest = max(int(labels.max(initial=0)) for _, _, labels, _ in loaded.values())
+        class_names = tuple(str(label) for label in range(highest + 1))
+    splits = {}
+    for split, (path, images, labels, _) in loaded.items():
+        check_labels(labels, class_names, str(path))
+        # One file alone is the whole dataset: it becomes "train", and test is split off it by fraction.
+        splits["train" if len(loaded) == 1 else split] = SplitSource(labels=labels, images=images)
     return RawDataset(splits=splits, class_names=class_names, source={"name": "h5", "files": sources})
 
 
