@@ -305,6 +305,13 @@ def test_filename_labels_by_regex_with_classes_from_the_names(tmp_path, raw_para
     assert sum(report["splits"][split]["images"] for split in ("train", "validation", "test")) == 10
 
 
+def test_filename_labels_a_class_with_no_files_is_an_error(tmp_path, raw_params):
+    root = flat_folder(tmp_path / "cm")
+    with pytest.raises(DataError, match=r"no images for classes \['blueberry'\]"):
+        prepare_with(tmp_path, raw_params, "filename_labels",
+                     filename_labels={"path": str(root), "classes": ["chihuahua", "muffin", "blueberry"]})
+
+
 def test_filename_labels_pattern_is_validated_up_front(raw_params):
     with pytest.raises(ParamsError, match="needs a group capturing the class"):
         parse_params(dict(raw_params, filename_labels={"pattern": "chihuahua.*"}))

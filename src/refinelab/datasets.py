@@ -228,7 +228,8 @@ def load_h5(params: Params) -> RawDataset:
     listed = [(path, names) for path, _, _, names in loaded.values() if names is not None]
     for path, names in listed[1:]:
         if names != listed[0][1]:
-            raise DataError(f"{path}: {options.classes_key} {list(names)} differs from {listed[0][0]}'s {list(listed[0][1])}")
+            first_path, first_names = listed[0]
+            raise DataError(f"{path}: {options.classes_key} {list(names)} differs from {first_path}'s {list(first_names)}")
     if listed:
         class_names = listed[0][1]
     else:  # No list in the files: the classes are the label values 0..highest.
@@ -308,7 +309,9 @@ def load_image_folder(params: Params) -> RawDataset:
         splits[split] = SplitSource(labels=np.array(labels, np.int64), files=tuple(files))
         all_files += files
     source["sha256_of_files"] = folder_digest(root, all_files)
-    return RawDataset(splits=splits, class_names=class_names, source={"name": "image_folder", **source}, skipped=tuple(skipped))
+    return RawDataset(
+        splits=splits, class_names=class_names, source={"name": "image_folder", **source}, skipped=tuple(skipped)
+    )
 
 
 def label_from_name(name: str, classes: Sequence[str], pattern: re.Pattern | None) -> str | None:
@@ -354,4 +357,6 @@ def load_filename_labels(params: Params) -> RawDataset:
         )
     all_files = [path for split in splits.values() for path in split.files]
     source["sha256_of_files"] = folder_digest(root, all_files)
-    return RawDataset(splits=splits, class_names=class_names, source={"name": "filename_labels", **source}, skipped=tuple(skipped))
+    return RawDataset(
+        splits=splits, class_names=class_names, source={"name": "filename_labels", **source}, skipped=tuple(skipped)
+    )

@@ -207,4 +207,5 @@ def write_sample_grids(prepared_dir: str | Path, class_names: list[str], samples
     samples_dir.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         split = load_split(prepared_dir, name)
-        save_figure(sample_grid(split.images, split.labels, class_names, f"{name} split"), samples_dir / f"samples_{name}.png")
+        figure = sample_grid(split.images, split.labels, class_names, f"{name} split")
+        save_figure(figure, samples_dir / f"samples_{name}.png")

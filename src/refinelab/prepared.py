@@ -46,7 +46,9 @@ class SplitWriter:
 
     def append(self, images: np.ndarray, labels: np.ndarray) -> None:
         if images.shape[1:] != self.image_shape or len(images) != len(labels):
-            raise ValueError(f"{self.name}: batch {images.shape} with {len(labels)} labels, expected (n, *{self.image_shape})")
+            raise ValueError(
+                f"{self.name}: batch {images.shape} with {len(labels)} labels, expected (n, *{self.image_shape})"
+            )
         self._raw.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
         self._labels.append(np.asarray(labels, dtype=np.int64))
         self.count += len(labels)
