@@ -1,4 +1,4 @@
-"""Stage prepare: fetch + verify + decode the dataset, split validation off train, write data/prepared."""
+"""Stage prepare: fetch + verify + decode the dataset, split it, write data/prepared and the data report."""
 
 import argparse
 
@@ -9,13 +9,15 @@ from refinelab.stage import run_stage
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out_dir", help="folder for the prepared splits (data/prepared)")
+    parser.add_argument("report_file", help="images per class per split, source, skipped files (metrics/data.json)")
+    parser.add_argument("samples_dir", help="folder for a sample-image grid per split (metrics/data)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
 
     from refinelab.preparation import prepare  # Heavy imports only once the params are known good.
 
-    prepare(params, args.out_dir)
+    prepare(params, args.out_dir, args.report_file, args.samples_dir)
 
 
 if __name__ == "__main__":

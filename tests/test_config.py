@@ -24,7 +24,7 @@ def test_the_real_params_file_is_valid():
         ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
         ({"dropuot": 0.1}, "dropuot: unknown key; did you mean 'dropout'?"),
         ({"model": "huge"}, "unknown architecture 'huge'; valid names: baseline, bigger"),
-        ({"dataset": "cifar"}, "unknown dataset 'cifar'; valid names: fashion_mnist"),
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'; valid names: digits, fashion_mnist, filename_labels, h5, image_folder, mnist"),
         ({"batch_size": "64"}, "batch_size: Input should be a valid integer"),
         ({"learning_rate": True}, "learning_rate: Input should be a valid number"),
     ],
@@ -59,7 +59,7 @@ def test_a_stage_with_bad_params_exits_with_a_message_not_a_traceback(tmp_path, 
 
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump({**raw_params, "dropout": 1.5}))
-    args = {"prepare": ["out"], "train": ["a", "b", "c", "d"]}[stage]
+    args = {"prepare": ["out", "data.json", "data"], "train": ["a", "b", "c", "d"]}[stage]
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args, "--params", str(bad)],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,

@@ -82,8 +82,8 @@ def test_fashion_mnist_from_a_mirror_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(datasets.MIRROR_ENV, str(mirror))
     assert datasets.FASHION_MNIST.search_dirs()[0] == mirror
     raw = datasets.FASHION_MNIST.load()
-    assert raw.train_images.shape == (60000, 28, 28, 1) and raw.test_images.shape == (10000, 28, 28, 1)
-    assert np.bincount(raw.train_labels).tolist() == [6000] * 10
+    assert raw.splits["train"].images.shape == (60000, 28, 28, 1) and raw.splits["test"].images.shape == (10000, 28, 28, 1)
+    assert np.bincount(raw.splits["train"].labels).tolist() == [6000] * 10
     assert raw.source["files"]["t10k-labels-idx1-ubyte.gz"]["path"] == str(mirror / "t10k-labels-idx1-ubyte.gz")
 
     labels = mirror / "train-labels-idx1-ubyte.gz"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -35,6 +36,56 @@ class DataParams(StrictModel):
     color_mode: Optional[Literal["grayscale", "rgb"]] = None
     # How an image of another shape is made image_size: centre crop, pad, or stretch.
     resize: Literal["crop", "pad", "stretch"] = "crop"
+    # Fraction of train held out as test, for datasets that have no test split of their own.
+    test_split: float = Field(0.2, gt=0, lt=1)
+    # A corrupt or truncated image file: fail naming it, or skip it and count it in the data report.
+    on_bad_image: Literal["fail", "skip"] = "fail"
+
+
+Sha256 = Optional[Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]]
+
+
+class H5Params(StrictModel):
+    """HDF5 files in the SIGNS layout. Given one file only, test and validation are split off it."""
+
+    train: Optional[str] = None  # a path or an https:// / file:// URL
+    test: Optional[str] = None
+    train_sha256: Sha256 = None
+    test_sha256: Sha256 = None
+    # Key names; "{split}" becomes train or test, the role the file is given under.
+    x_key: str = "{split}_set_x"
+    y_key: str = "{split}_set_y"
+    classes_key: str = "list_classes"  # class names, read when the file has this key
+
+
+class ImageFolderParams(StrictModel):
+    """One folder per class; either one tree (split by fraction) or pre-split train/ valid/ test/ folders."""
+
+    path: Optional[str] = None  # a folder, or an https:// / file:// URL of a zip/tar.gz archive
+    sha256: Sha256 = None
+
+
+class FilenameLabelsParams(StrictModel):
+    """A flat folder whose labels come from the file names; files matching no class are skipped."""
+
+    path: Optional[str] = None
+    sha256: Sha256 = None
+    # Class names in label order; a file belongs to the class whose name starts its file name ...
+    classes: list[str] = Field(default_factory=list)
+    # ... or to the class captured by this regex's first group (matched at the start of the name).
+    pattern: Optional[str] = None
+    test_dir: Optional[str] = "test_set"  # subfolder holding the test split, if any
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> FilenameLabelsParams:
+        if self.pattern is not None:
+            try:
+                groups = re.compile(self.pattern).groups
+            except re.error as exc:
+                raise ValueError(f"filename_labels.pattern: not a valid regex ({exc})") from None
+            if groups < 1:
+                raise ValueError(f"filename_labels.pattern: {self.pattern!r} needs a group capturing the class")
+        return self
 
 
 class AugmentParams(StrictModel):
@@ -88,6 +139,9 @@ class Params(StrictModel):
     l2: float = Field(ge=0, le=1)
     seed: int = Field(ge=0, le=2**31 - 1)
     data: DataParams = DataParams()
+    h5: H5Params = H5Params()
+    image_folder: ImageFolderParams = ImageFolderParams()
+    filename_labels: FilenameLabelsParams = FilenameLabelsParams()
     augment: AugmentParams = AugmentParams()
     train: TrainParams = TrainParams()
     plot: PlotParams = PlotParams()
@@ -121,7 +175,10 @@ class Params(StrictModel):
 
 def _known_keys() -> set[str]:
     keys: set[str] = set()
-    for model in (Params, DataParams, AugmentParams, TrainParams, PlotParams, MLPSpec, CNNSpec):
+    for model in (
+        Params, DataParams, AugmentParams, TrainParams, PlotParams, MLPSpec, CNNSpec,
+        H5Params, ImageFolderParams, FilenameLabelsParams,
+    ):
         keys.update(model.model_fields)
     return keys
 

@@ -1,22 +1,27 @@
 """The dataset registry: ``dataset:`` in params.yaml names one of these loaders.
 
-A loader returns the dataset's own train and test splits as uint8 NHWC images with integer
-labels; the prepare stage then splits validation off train and writes the prepared arrays.
+A loader returns the dataset's own splits (always ``train``; ``test`` and ``validation`` when the
+dataset has them) with integer labels and either decoded uint8 NHWC images (IDX, HDF5, digits) or
+image file paths (folders), which prepare decodes one by one. Prepare splits off what is missing,
+preprocesses and writes the prepared arrays.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from refinelab.download import PublishedFile, fetch, file_digest
-from refinelab.errors import DataError
+from refinelab.download import PublishedFile, fetch, file_digest, locate
+from refinelab.errors import DataError, ParamsError
 from refinelab.idx import read_idx
+from refinelab.preprocessing import IMAGE_SUFFIXES
 from refinelab.registry import Registry
 
 if TYPE_CHECKING:
@@ -27,18 +32,49 @@ KERAS_CACHE = Path.home() / ".keras" / "datasets"
 
 
 @dataclass(frozen=True)
+class SplitSource:
+    """One split's labels and its images: decoded (``images``) or files to decode (``files``)."""
+
+    labels: np.ndarray
+    images: np.ndarray | None = None
+    files: tuple[Path, ...] | None = None
+
+    def __post_init__(self):
+        count = len(self.images) if self.images is not None else len(self.files or ())
+        if count != len(self.labels):
+            raise ValueError(f"{count} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> SplitSource:
+        return SplitSource(
+            labels=self.labels[indices],
+            images=None if self.images is None else self.images[indices],
+            files=None if self.files is None else tuple(self.files[index] for index in indices),
+        )
+
+
+@dataclass(frozen=True)
 class RawDataset:
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
+    splits: dict[str, SplitSource]
     class_names: tuple[str, ...]
-    # Where the data came from: file names with their checksums, for the data report.
+    # Where the data came from: files or folders with their checksums, for the data report.
     source: dict[str, Any] = field(default_factory=dict)
+    # Files the loader left out, with why (a collage among labelled photos, a README).
+    skipped: tuple[dict[str, str], ...] = ()
 
 
 DatasetLoader = Callable[["Params"], RawDataset]
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def check_labels(labels: np.ndarray, class_names: Sequence[str], origin: str) -> None:
+    outside = labels[(labels < 0) | (labels >= len(class_names))]
+    if len(outside):
+        raise DataError(
+            f"{origin}: label {int(outside[0])} is outside the {len(class_names)} classes {list(class_names)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -61,25 +97,19 @@ class IdxDataset:
     def load(self) -> RawDataset:
         paths = fetch(self.files, self.search_dirs(), self.urls, cache_dir=KERAS_CACHE / self.name)
         train_x, train_y, test_x, test_y = (read_idx(paths[f.name]) for f in self.files)
+        splits = {}
         for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test")):
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
                 raise DataError(
                     f"{self.name}: {split} images {images.shape} and labels {labels.shape} do not match"
                 )
-            if labels.max(initial=0) >= len(self.class_names):
-                raise DataError(f"{self.name}: {split} label {labels.max()} is outside the {len(self.class_names)} classes")
+            check_labels(labels.astype(np.int64), self.class_names, f"{self.name} {split}")
+            splits[split] = SplitSource(labels=labels.astype(np.int64), images=images[..., np.newaxis].astype(np.uint8))
         source = {
             "name": self.name,
             "files": {name: {"path": str(path), "sha256": file_digest(path)} for name, path in paths.items()},
         }
-        return RawDataset(
-            train_images=train_x[..., np.newaxis].astype(np.uint8),
-            train_labels=train_y.astype(np.int64),
-            test_images=test_x[..., np.newaxis].astype(np.uint8),
-            test_labels=test_y.astype(np.int64),
-            class_names=self.class_names,
-            source=source,
-        )
+        return RawDataset(splits=splits, class_names=self.class_names, source=source)
 
 
 FASHION_MNIST = IdxDataset(
@@ -106,3 +136,227 @@ FASHION_MNIST = IdxDataset(
 @DATASETS.register("fashion_mnist")
 def load_fashion_mnist(params: Params) -> RawDataset:
     return FASHION_MNIST.load()
+
+
+MNIST = IdxDataset(
+    name="mnist",
+    # MD5s as torchvision publishes them (gzip files and their decompressed content).
+    files=(
+        PublishedFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873", "6bbc9ace898e44ae57da46a324031adb"),
+        PublishedFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432", "a25bea736e30d166cdddb491f175f624"),
+        PublishedFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3", "2646ac647ad5339dbf082846283269ea"),
+        PublishedFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c", "27ae3e4e09519cfbb04c329615203637"),
+    ),
+    system_dir=Path("/usr/share/datasets/mnist"),
+    urls=(
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets",
+        "https://ossci-datasets.s3.amazonaws.com/mnist",
+    ),
+    class_names=tuple(str(digit) for digit in range(10)),
+)
+
+
+@DATASETS.register("mnist")
+def load_mnist(params: Params) -> RawDataset:
+    return MNIST.load()
+
+
+@DATASETS.register("digits")
+def load_digits(params: Params) -> RawDataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, 0-16 grey levels): offline, no test split of its own."""
+    from sklearn import __version__ as sklearn_version
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., np.newaxis]
+    return RawDataset(
+        splits={"train": SplitSource(labels=digits.target.astype(np.int64), images=images)},
+        class_names=tuple(str(name) for name in digits.target_names),
+        source={"name": "sklearn.datasets.load_digits", "scikit-learn": sklearn_version},
+    )
+
+
+def read_h5_split(path: Path, split: str, params: Params) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
+    """Images, labels and (when the file lists them) class names from one HDF5 file."""
+    import h5py
+
+    options = params.h5
+    x_key, y_key = options.x_key.format(split=split), options.y_key.format(split=split)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with handle:
+        for key in (x_key, y_key):
+            if key not in handle:
+                raise DataError(f"{path}: no key {key!r} (the file has: {', '.join(sorted(handle))}); set h5.x_key/h5.y_key")
+        images, labels = np.asarray(handle[x_key]), np.asarray(handle[y_key]).reshape(-1)
+        class_names = None
+        if options.classes_key in handle:
+            class_names = tuple(
+                name.decode() if isinstance(name, bytes) else str(name)
+                for name in np.asarray(handle[options.classes_key]).reshape(-1)
+            )
+    if len(images) != len(labels):
+        raise DataError(f"{path}: {x_key} has {len(images)} images but {y_key} has {len(labels)} labels")
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: {x_key} has shape {images.shape}; expected (n, height, width[, 1 or 3])")
+    if images.dtype != np.uint8:
+        if np.issubdtype(images.dtype, np.floating) and images.max(initial=0) <= 1:
+            images = images * 255  # Floats in [0, 1]: scale back to 0-255 like every other source.
+        if images.min(initial=0) < 0 or images.max(initial=0) > 255:
+            raise DataError(f"{path}: {x_key} values lie outside 0-255")
+        images = np.round(images).astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: {y_key} holds {labels.dtype} values, not integer class labels")
+    return images, labels.astype(np.int64), class_names
+
+
+@DATASETS.register("h5")
+def load_h5(params: Params) -> RawDataset:
+    """Train/test HDF5 files (SIGNS layout); one file alone is split into train/validation/test."""
+    options = params.h5
+    given = {split: location for split in ("train", "test") if (location := getattr(options, split))}
+    if not given:
+        raise ParamsError("h5: set h5.train and/or h5.test to an HDF5 file path or URL")
+    sources, loaded = {}, {}
+    for split, location in given.items():
+        path, sources[split] = locate(location, getattr(options, f"{split}_sha256"))
+        loaded[split] = (path, *read_h5_split(path, split, params))
+    listed = [(path, names) for path, _, _, names in loaded.values() if names is not None]
+    for path, names in listed[1:]:
+        if names != listed[0][1]:
+            first_path, first_names = listed[0]
+            raise DataError(f"{path}: {options.classes_key} {list(names)} differs from {first_path}'s {list(first_names)}")
+    if listed:
+        class_names = listed[0][1]
+    else:  # No list in the files: the classes are the label values 0..highest.
+        highest = max(int(labels.max(initial=0)) for _, _, labels, _ in loaded.values())
+        class_names = tuple(str(label) for label in range(highest + 1))
+    splits = {}
+    for split, (path, images, labels, _) in loaded.items():
+        check_labels(labels, class_names, str(path))
+        # One file alone is the whole dataset: it becomes "train", and test is split off it by fraction.
+        splits["train" if len(loaded) == 1 else split] = SplitSource(labels=labels, images=images)
+    return RawDataset(splits=splits, class_names=class_names, source={"name": "h5", "files": sources})
+
+
+def image_files(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """The image files directly in ``folder`` (sorted), and the other files, reported as skipped."""
+    images, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(path)
+        else:
+            skipped.append({"file": str(path), "reason": "not an image file (by its extension)"})
+    return images, skipped
+
+
+def folder_digest(root: Path, files: Sequence[Path]) -> str:
+    """One SHA-256 over the files' relative paths and contents: changes when any image does."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path.relative_to(root).as_posix()} {file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def located(location: str | None, sha256: str | None, section: str) -> tuple[Path, dict[str, str]]:
+    if location is None:
+        raise ParamsError(f"{section}.path: set it to a folder, or an https:// or file:// URL of a zip/tar.gz archive")
+    path, source = locate(location, sha256)
+    if not path.is_dir():
+        raise DataError(f"{location}: not a folder (or an archive holding one)")
+    return path, source
+
+
+# Folder names of a pre-split tree (the first one present is used).
+PRESPLIT_FOLDERS = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
+
+
+@DATASETS.register("image_folder")
+def load_image_folder(params: Params) -> RawDataset:
+    """Class-per-subfolder trees: one tree, or pre-split ``train/``, ``valid/`` and ``test/`` trees."""
+    root, source = located(params.image_folder.path, params.image_folder.sha256, "image_folder")
+    split_dirs = {"train": root}
+    if (root / "train").is_dir():  # Pre-split: each split folder is a class-per-subfolder tree.
+        split_dirs = {}
+        for split, folders in PRESPLIT_FOLDERS.items():
+            if existing := [root / folder for folder in folders if (root / folder).is_dir()]:
+                split_dirs[split] = existing[0]
+    class_names = tuple(sorted(path.name for path in split_dirs["train"].iterdir() if path.is_dir()))
+    if not class_names:
+        raise DataError(f"{split_dirs['train']}: no class subfolders (expected one folder of images per class)")
+    splits, skipped, all_files = {}, [], []
+    for split, directory in split_dirs.items():
+        unknown = sorted({path.name for path in directory.iterdir() if path.is_dir()} - set(class_names))
+        if unknown:
+            raise DataError(f"{directory}: class folders {unknown} are not in train's classes {list(class_names)}")
+        files, labels = [], []
+        for label, name in enumerate(class_names):
+            class_dir = directory / name
+            if not class_dir.is_dir():
+                continue
+            found, other = image_files(class_dir)
+            if not found:
+                raise DataError(f"{class_dir}: empty class folder (no JPEG/PNG/BMP/GIF images)")
+            files += found
+            labels += [label] * len(found)
+            skipped += other
+        splits[split] = SplitSource(labels=np.array(labels, np.int64), files=tuple(files))
+        all_files += files
+    source["sha256_of_files"] = folder_digest(root, all_files)
+    return RawDataset(
+        splits=splits, class_names=class_names, source={"name": "image_folder", **source}, skipped=tuple(skipped)
+    )
+
+
+def label_from_name(name: str, classes: Sequence[str], pattern: re.Pattern | None) -> str | None:
+    """The class a file name carries, or None. A pattern's first group names the class; else the longest class prefix."""
+    if pattern is not None:
+        match = pattern.match(name)
+        return match.group(1) if match else None
+    prefixes = [cls for cls in classes if name.startswith(cls)]
+    return max(prefixes, key=len) if prefixes else None
+
+
+@DATASETS.register("filename_labels")
+def load_filename_labels(params: Params) -> RawDataset:
+    """A flat folder labelled by file names (``chihuahua*.jpg``/``muffin*.jpg``), with an optional test subfolder."""
+    options = params.filename_labels
+    if not options.classes and options.pattern is None:
+        raise ParamsError("filename_labels: set classes (file-name prefixes) or pattern (a regex with a class group)")
+    root, source = located(options.path, options.sha256, "filename_labels")
+    pattern = re.compile(options.pattern) if options.pattern is not None else None
+    split_dirs = {"train": root}
+    if options.test_dir and (root / options.test_dir).is_dir():
+        split_dirs["test"] = root / options.test_dir
+    named, skipped = {}, []
+    for split, directory in split_dirs.items():
+        files, other = image_files(directory)
+        skipped += other
+        named[split] = []
+        for path in files:
+            label = label_from_name(path.name, options.classes, pattern)
+            if label is None or (options.classes and label not in options.classes):
+                skipped.append({"file": str(path), "reason": "file name matches no class"})
+            else:
+                named[split].append((path, label))
+    class_names = tuple(options.classes) or tuple(sorted({label for _, label in named["train"]}))
+    splits = {}
+    for split, pairs in named.items():
+        counts = {name: sum(label == name for _, label in pairs) for name in class_names}
+        if split == "train" and (empty := [name for name, count in counts.items() if count == 0]):
+            raise DataError(f"{split_dirs[split]}: no images for classes {empty} (file names must start with the class)")
+        splits[split] = SplitSource(
+            labels=np.array([class_names.index(label) for _, label in pairs], np.int64),
+            files=tuple(path for path, _ in pairs),
+        )
+    all_files = [path for split in splits.values() for path in split.files]
+    source["sha256_of_files"] = folder_digest(root, all_files)
+    return RawDataset(
+        splits=splits, class_names=class_names, source={"name": "filename_labels", **source}, skipped=tuple(skipped)
+    )

@@ -69,6 +69,32 @@ def confusion_heatmap(labels: np.ndarray, probabilities: np.ndarray, class_names
     return figure
 
 
+def show_image(axis: plt.Axes, image: np.ndarray) -> None:
+    """Draw one uint8 HxWxC image (grey when C is 1) without axes."""
+    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+    axis.axis("off")
+
+
+def sample_grid(
+    images: np.ndarray, labels: np.ndarray, class_names: list[str], title: str, per_class: int = 8, max_classes: int = 20
+) -> plt.Figure:
+    """One row per class (the first ``max_classes``): its first ``per_class`` images, the row titled with its name."""
+    classes = list(range(min(len(class_names), max_classes)))
+    figure, axes = plt.subplots(
+        len(classes), per_class, figsize=(1.2 * per_class, 1.3 * len(classes)), squeeze=False
+    )
+    for row, label in zip(axes, classes):
+        members = np.flatnonzero(labels == label)[:per_class]
+        for column, axis in enumerate(row):
+            axis.axis("off")
+            if column < len(members):
+                show_image(axis, images[members[column]])
+        row[0].set_title(f"{class_names[label]} ({int(np.sum(labels == label))})", fontsize=8, loc="left")
+    figure.suptitle(f"{title}: {len(labels)} images", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def prediction_grid(
     images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], count: int
 ) -> plt.Figure:
@@ -82,8 +108,7 @@ def prediction_grid(
         axis.axis("off")
         if index >= count:
             continue
-        image = images[index]
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        show_image(axis, images[index])
         wrong = predicted[index] != labels[index]
         axis.set_title(
             f"{class_names[predicted[index]]}\n({class_names[labels[index]]})",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,14 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from refinelab.config import Params
-from refinelab.datasets import DATASETS
-from refinelab.fileio import atomic_dir
-from refinelab.prepared import save_meta, save_split
-from refinelab.preprocessing import Preprocessing, convert_array
+from refinelab.datasets import DATASETS, RawDataset, SplitSource
+from refinelab.errors import DataError
+from refinelab.fileio import atomic_dir, write_json
+from refinelab.prepared import SPLITS, SplitWriter, load_split, save_meta
+from refinelab.preprocessing import Preprocessing, convert_array, open_image, to_model_input
 
 log = logging.getLogger(__name__)
+ARRAY_BATCH = 1024  # Decoded arrays are preprocessed and written this many images at a time.
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -30,11 +34,58 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(subset)
 
 
+def split_off(labels: np.ndarray, fraction: float, seed: int, what: str = "validation") -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified split of indices into (kept, held out ``fraction``).
+
+    The held-out part gets at least one image per class, so its metrics cover every class.
+    """
+    indices = np.arange(len(labels))
+    held_out_size = max(math.ceil(fraction * len(labels)), len(np.unique(labels)))
+    try:
+        kept, held_out = train_test_split(indices, test_size=held_out_size, stratify=labels, random_state=seed)
+    except ValueError as exc:
+        raise DataError(
+            f"cannot split a {what} set ({fraction:g}) off {len(labels)} images with class counts "
+            f"{np.bincount(labels).tolist()}: {exc}"
+        ) from None
+    return np.sort(kept), np.sort(held_out)
+
+
 def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, stratified train/validation index split."""
-    indices = np.arange(len(labels))
-    train, validation = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
-    return np.sort(train), np.sort(validation)
+    return split_off(labels, fraction, seed, "validation")
+
+
+def make_splits(raw: RawDataset, params: Params) -> dict[str, SplitSource]:
+    """Train, validation and test: the dataset's own, or split off train (test first); then ``data.limit``."""
+    train = raw.splits["train"]
+    test = raw.splits.get("test")
+    if test is None:
+        kept, held_out = split_off(train.labels, params.data.test_split, params.seed, "test")
+        train, test = train.subset(kept), train.subset(held_out)
+    validation = raw.splits.get("validation")
+    if validation is None:
+        kept, held_out = split_validation(train.labels, params.data.validation_split, params.seed)
+        train, validation = train.subset(kept), train.subset(held_out)
+    splits = {"train": train, "validation": validation, "test": test}
+    return {
+        name: split.subset(stratified_subset(split.labels, params.data.limit, params.seed))
+        for name, split in splits.items()
+    }
+
+
+def native_shape(split: SplitSource) -> tuple[int, int, int]:
+    """(height, width, channels) of the split's images; for files, of the first readable one."""
+    if split.images is not None:
+        return split.images.shape[1:]
+    for path in split.files:
+        try:
+            image = open_image(path)
+        except DataError:
+            continue  # A bad file is reported (or skipped) when the split is written.
+        grayscale = len(image.getbands()) <= 2 and image.mode != "P"
+        return (image.height, image.width, 1 if grayscale else 3)
+    raise DataError("no readable image in the train split")
 
 
 def preprocessing_for(params: Params, native_shape: tuple[int, ...]) -> Preprocessing:
@@ -55,32 +106,106 @@ def apply_preprocessing(images: np.ndarray, preprocessing: Preprocessing) -> np.
     )
 
 
-def prepare(params: Params, out_dir: str | Path) -> dict[str, Any]:
-    """Write ``out_dir`` with the train/validation/test splits and ``meta.json``; return the meta."""
+def write_split(
+    directory: Path, name: str, split: SplitSource, preprocessing: Preprocessing, params: Params
+) -> list[dict[str, str]]:
+    """Preprocess and write one split, one batch or file at a time; return the bad image files skipped."""
+    bad_images = []
+    # With no data.image_size, every file must have the dataset's own size: no silent resizing.
+    required_size = None if params.data.image_size else preprocessing.image_size
+    with SplitWriter(directory, name, preprocessing.input_shape) as writer:
+        if split.images is not None:
+            if required_size and split.images.shape[1:3] != required_size:
+                raise DataError(
+                    f"{name} split: images are {split.images.shape[1]}x{split.images.shape[2]} but train's are "
+                    f"{required_size[0]}x{required_size[1]}; set data.image_size to resize them all"
+                )
+            for start in range(0, len(split), ARRAY_BATCH):
+                batch = slice(start, start + ARRAY_BATCH)
+                writer.append(apply_preprocessing(split.images[batch], preprocessing), split.labels[batch])
+            return bad_images
+        for path, label in zip(split.files, split.labels):
+            try:
+                image = open_image(path)
+            except DataError as exc:
+                if params.data.on_bad_image == "fail":
+                    raise DataError(f"{exc}; set data.on_bad_image: skip to leave such files out") from None
+                log.warning("skipping %s", exc)
+                bad_images.append({"file": str(path), "split": name, "error": str(exc)})
+                continue
+            if required_size and (image.height, image.width) != required_size:
+                raise DataError(
+                    f"{path}: {image.height}x{image.width} pixels, but the dataset's images are "
+                    f"{required_size[0]}x{required_size[1]}; set data.image_size to resize them all"
+                )
+            writer.append(to_model_input(image, preprocessing)[np.newaxis], label[np.newaxis])
+    return bad_images
+
+
+def prepare(
+    params: Params, out_dir: str | Path, report_file: str | Path | None = None, samples_dir: str | Path | None = None
+) -> dict[str, Any]:
+    """Write ``out_dir`` with the train/validation/test splits and ``meta.json``; return the meta.
+
+    With ``report_file`` and ``samples_dir``, also write the data report (``metrics/data.json``) and
+    a grid of sample images per split.
+    """
     raw = DATASETS.get(params.dataset)(params)
-    train_idx, validation_idx = split_validation(raw.train_labels, params.data.validation_split, params.seed)
-    limit = params.data.limit
-    train_idx = train_idx[stratified_subset(raw.train_labels[train_idx], limit, params.seed)]
-    validation_idx = validation_idx[stratified_subset(raw.train_labels[validation_idx], limit, params.seed)]
-    test_idx = stratified_subset(raw.test_labels, limit, params.seed)
-    preprocessing = preprocessing_for(params, raw.train_images.shape[1:])
-    splits = {
-        "train": (raw.train_images[train_idx], raw.train_labels[train_idx]),
-        "validation": (raw.train_images[validation_idx], raw.train_labels[validation_idx]),
-        "test": (raw.test_images[test_idx], raw.test_labels[test_idx]),
-    }
-    splits = {name: (apply_preprocessing(images, preprocessing), labels) for name, (images, labels) in splits.items()}
-    meta = {
-        "dataset": params.dataset,
-        "class_names": list(raw.class_names),
-        "image_shape": list(preprocessing.input_shape),
-        "preprocessing": preprocessing.to_dict(),
-        "counts": {name: int(len(labels)) for name, (_, labels) in splits.items()},
-        "source": raw.source,
-    }
+    splits = make_splits(raw, params)
+    preprocessing = preprocessing_for(params, native_shape(splits["train"]))
+    bad_images = []
     with atomic_dir(out_dir) as staging:
-        for name, (images, labels) in splits.items():
-            save_split(staging, name, images, labels)
+        for name, split in splits.items():
+            bad_images += write_split(staging, name, split, preprocessing, params)
+        labels = {name: load_split(staging, name).labels for name in splits}
+        meta = {
+            "dataset": params.dataset,
+            "class_names": list(raw.class_names),
+            "image_shape": list(preprocessing.input_shape),
+            "preprocessing": preprocessing.to_dict(),
+            "counts": {name: int(len(split_labels)) for name, split_labels in labels.items()},
+            "source": raw.source,
+        }
         save_meta(staging, meta)
     log.info("prepared %s: %s", params.dataset, meta["counts"])
+    if report_file is not None:
+        write_json(report_file, data_report(meta, labels, raw.skipped, bad_images))
+    if samples_dir is not None:
+        write_sample_grids(out_dir, meta["class_names"], samples_dir)
     return meta
+
+
+def data_report(
+    meta: dict[str, Any], labels: dict[str, np.ndarray], skipped: Sequence[dict[str, str]], bad_images: list[dict[str, str]]
+) -> dict[str, Any]:
+    """The first look at a dataset: images per class per split, size, source and what was left out."""
+    class_names = meta["class_names"]
+    return {
+        "dataset": meta["dataset"],
+        "image_shape": meta["image_shape"],
+        "preprocessing": meta["preprocessing"],
+        "splits": {
+            name: {
+                "images": int(len(split_labels)),
+                "per_class": dict(zip(class_names, np.bincount(split_labels, minlength=len(class_names)).tolist())),
+            }
+            for name, split_labels in labels.items()
+        },
+        "skipped_files": len(skipped),
+        "bad_images": len(bad_images),
+        "source": meta["source"],
+        "skipped": list(skipped),
+        "bad_image_files": bad_images,
+    }
+
+
+def write_sample_grids(prepared_dir: str | Path, class_names: list[str], samples_dir: str | Path) -> None:
+    """One PNG per split: a few prepared images of each class, as the model will see them."""
+    from refinelab.plotting import sample_grid, save_figure  # Matplotlib only when a report is asked for.
+
+    samples_dir = Path(samples_dir)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        split = load_split(prepared_dir, name)
+        figure = sample_grid(split.images, split.labels, class_names, f"{name} split")
+        save_figure(figure, samples_dir / f"samples_{name}.png")

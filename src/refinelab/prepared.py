@@ -7,6 +7,7 @@ names and how the images were made.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,58 @@ class Split:
         return len(self.labels)
 
 
+class SplitWriter:
+    """Writes one split batch by batch, so preparing a large dataset never holds it whole in RAM.
+
+    Pixels stream to a raw file beside the output; :meth:`close` writes the ``.npy`` header for the
+    final count and copies the pixels after it (images skipped along the way leave no gap).
+    """
+
+    def __init__(self, directory: Path, name: str, image_shape: tuple[int, ...]):
+        self.directory, self.name, self.image_shape = Path(directory), name, tuple(image_shape)
+        self.raw_path = self.directory / f".{name}_images.raw"
+        self._raw = open(self.raw_path, "wb")
+        self._labels: list[np.ndarray] = []
+        self.count = 0
+
+    def append(self, images: np.ndarray, labels: np.ndarray) -> None:
+        if images.shape[1:] != self.image_shape or len(images) != len(labels):
+            raise ValueError(
+                f"{self.name}: batch {images.shape} with {len(labels)} labels, expected (n, *{self.image_shape})"
+            )
+        self._raw.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+        self._labels.append(np.asarray(labels, dtype=np.int64))
+        self.count += len(labels)
+
+    def close(self) -> None:
+        self._raw.close()
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                  "shape": (self.count, *self.image_shape)}
+        with atomic_path(self.directory / f"{self.name}_images.npy") as temporary:
+            with open(temporary, "wb") as out, open(self.raw_path, "rb") as raw:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(raw, out, 1 << 20)
+        self.raw_path.unlink()
+        labels = np.concatenate(self._labels) if self._labels else np.zeros(0, np.int64)
+        with atomic_path(self.directory / f"{self.name}_labels.npy") as temporary:
+            np.save(temporary, labels)
+
+    def __enter__(self) -> SplitWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._raw.close()
+            self.raw_path.unlink(missing_ok=True)
+
+
 def save_split(directory: Path, name: str, images: np.ndarray, labels: np.ndarray) -> None:
     if len(images) != len(labels):
         raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
-    for suffix, array in (("images", images.astype(np.uint8, copy=False)), ("labels", labels.astype(np.int64, copy=False))):
-        with atomic_path(directory / f"{name}_{suffix}.npy") as temporary:
-            with open(temporary, "wb") as handle:
-                np.save(handle, array)
+    with SplitWriter(directory, name, images.shape[1:]) as writer:
+        writer.append(images, labels)
 
 
 def load_split(directory: str | Path, name: str) -> Split:

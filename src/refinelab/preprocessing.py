@@ -65,14 +65,13 @@ def convert_array(image: np.ndarray, preprocessing: Preprocessing) -> np.ndarray
 
 
 def to_model_input(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
-    image = ImageOps.exif_transpose(image)
     image = image.convert("L" if preprocessing.color_mode == "grayscale" else "RGB")
     array = np.asarray(fit_to_size(image, preprocessing.image_size, preprocessing.resize), dtype=np.uint8)
     return array[..., np.newaxis] if array.ndim == 2 else array
 
 
-def load_image(path: str | Path, preprocessing: Preprocessing) -> np.ndarray:
-    """Read an image file (JPEG/PNG/BMP/GIF; first frame) into a uint8 array of ``preprocessing.input_shape``.
+def open_image(path: str | Path) -> Image.Image:
+    """Decode an image file (JPEG/PNG/BMP/GIF; first frame), turned upright by its EXIF orientation.
 
     A truncated, corrupt or non-image file raises :class:`DataError` naming the file.
     """
@@ -80,8 +79,13 @@ def load_image(path: str | Path, preprocessing: Preprocessing) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()  # Decode now: a truncated file fails here, not later.
-            return to_model_input(image, preprocessing)
+            return ImageOps.exif_transpose(image)  # A new image, usable once the file is closed.
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+def load_image(path: str | Path, preprocessing: Preprocessing) -> np.ndarray:
+    """Read an image file into a uint8 array of ``preprocessing.input_shape``."""
+    return to_model_input(open_image(path), preprocessing)
