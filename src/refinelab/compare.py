@@ -160,7 +160,7 @@ def comparison_table(runs: list[Run]) -> str:
     rows = [
         [
             run.name,
-            run.rev[:7],
+            run.rev if run.rev == WORKSPACE else run.rev[:7],
             *(_format(run.params.get(key)) for key in params),
             *(_format(run.metric(path, key), template) for _, path, key, template in metrics),
         ]
@@ -219,6 +219,15 @@ def compare(repo: Path, wanted: list[str], output: Path) -> str:
     return text
 
 
+def split_table(table: str, goes_below: str) -> tuple[str, str]:
+    """A Markdown table split in two, each with the header: rows containing ``goes_below`` go second."""
+    lines = table.splitlines()
+    header, rows = lines[:2], lines[2:]
+    below = [row for row in rows if goes_below in row]
+    above = [row for row in rows if goes_below not in row]
+    return "\n".join(header + above) if above else "", "\n".join(header + below) if below else ""
+
+
 def pull_request_report(repo: Path, base: str, output: Path) -> str:
     """The Markdown a pull request gets: params and metrics diff against ``base`` and the figures."""
     params_diff = dvc(["params", "diff", base, "--md"], repo).strip()
@@ -226,12 +235,21 @@ def pull_request_report(repo: Path, base: str, output: Path) -> str:
     figure = output.with_name(f"{output.stem}_learning_curves.png")
     runs = [Run(name=base, rev=base), Run(name="this change", rev=WORKSPACE)]
     write_learning_curves(repo, runs, figure)
+    # Per-class rows (3 per class) would bury the headline metrics: they go in a folded block.
+    headline, per_class = split_table(metrics_diff, "per_class.") if metrics_diff else ("", "")
     sections = [
         f"## refinelab: this change against `{base}`",
         "### Params",
         params_diff or f"No params differ from `{base}`.",
         "### Metrics",
-        metrics_diff or f"No metrics differ from `{base}`.",
+    ]
+    if not metrics_diff:
+        sections.append(f"No metrics differ from `{base}`.")
+    if headline:
+        sections.append(headline)
+    if per_class:
+        sections.append(f"<details><summary>Per-class metrics</summary>\n\n{per_class}\n\n</details>")
+    sections += [
         "### Learning curves",
         image_link(f"Learning curves, {base} against this change", figure, output),
     ]

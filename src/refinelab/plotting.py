@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # Files only: no display on CI or servers.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from refinelab.fileio import atomic_path  # noqa: E402
@@ -56,6 +56,7 @@ def learning_curves(live_plots_dir: str | Path) -> plt.Figure:
             if path.exists():
                 axis.plot(*read_dvclive_series(path), marker="o", label=label)
         axis.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     figure.tight_layout()
@@ -81,6 +82,7 @@ def overlaid_learning_curves(curves: Mapping[str, Mapping[tuple[str, str], Serie
                     )
     for axis, metric in zip(axes, LIVE_METRICS):
         axis.set(title=f"{metric.capitalize()}: validation solid, train dashed", xlabel="epoch", ylabel=metric)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
