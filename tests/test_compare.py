@@ -64,3 +64,11 @@ def test_split_table_keeps_the_header_on_both_parts():
     assert above == "| Metric | Change |\n|---|---|\n| test.accuracy | 0.1 |"
     assert below == "| Metric | Change |\n|---|---|\n| test.per_class.Bag.recall | 0.2 |"
     assert split_table(table, "nowhere") == (table, "")
+
+
+def test_commits_without_results_are_left_out_unless_named(shown):
+    unrun = state("e" * 40, "old", None)
+    unrun["data"]["metrics"] = {}
+    shown.append(unrun)
+    assert "old" not in [run.name for run in select_runs(shown, [])]
+    assert [run.name for run in select_runs(shown, ["old"])] == ["old"]

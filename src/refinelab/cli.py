@@ -43,7 +43,7 @@ def predict(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     from refinelab.compare import compare as write_comparison
 
-    write_comparison(Path(args.repo), args.experiments, Path(args.output))
+    write_comparison(Path(args.repo), args.experiments, Path(args.output), all_commits=args.all_commits)
     return 0
 
 
@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("experiments", nargs="*", metavar="EXP",
                                 help="experiment names, branch names, revisions or 'workspace' "
                                 "(default: the current commit and all its experiments)")
+    compare_parser.add_argument("-A", "--all-commits", action="store_true",
+                                help="look among the experiments of every commit, not only the current one's")
     compare_parser.add_argument("-o", "--output", default="compare.md", help="Markdown report (default: %(default)s)")
     compare_parser.add_argument("--repo", default=".", help="the DVC project (default: the current folder)")
     compare_parser.set_defaults(handler=compare)

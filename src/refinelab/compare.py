@@ -113,10 +113,10 @@ def runs_from_exp_show(shown: list[dict[str, Any]]) -> tuple[list[Run], list[Run
 
 def select_runs(shown: list[dict[str, Any]], wanted: list[str]) -> list[Run]:
     """The runs named in ``wanted`` (experiment or branch names, revision prefixes, "workspace");
-    with none named, the current commit and all its experiments."""
+    with none named, every commit listed and its experiments, leaving out commits with no metrics."""
     baselines, experiments, workspace = runs_from_exp_show(shown)
     if not wanted:
-        return baselines + experiments
+        return [run for run in baselines + experiments if any(run.metrics.values())]
     candidates = baselines + experiments + ([workspace] if workspace else [])
     selected = []
     for name in wanted:
@@ -199,9 +199,12 @@ def image_link(alt: str, image: Path, document: Path) -> str:
     return f"![{alt}]({Path(os.path.relpath(image.resolve(), document.resolve().parent)).as_posix()})"
 
 
-def compare(repo: Path, wanted: list[str], output: Path) -> str:
-    """Write the comparison report to ``output`` (Markdown) and its learning-curve PNG beside it."""
-    shown = json.loads(dvc(["exp", "show", "--json"], repo))
+def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = False) -> str:
+    """Write the comparison report to ``output`` (Markdown) and its learning-curve PNG beside it.
+
+    DVC lists the experiments of HEAD; with ``all_commits``, those of every commit.
+    """
+    shown = json.loads(dvc(["exp", "show", "--json", *(["--all-commits"] if all_commits else [])], repo))
     runs = select_runs(shown, wanted)
     if not runs:
         raise RefinelabError("nothing to compare: no committed results or experiments at HEAD (run `dvc exp run`)")

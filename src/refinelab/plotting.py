@@ -158,7 +158,7 @@ def misclassification_gallery(
     shown = most_confident_mistakes(labels, probabilities, count)
     predicted = probabilities.argmax(axis=1)
     return image_grid(
-        images[shown] if len(shown) else images[:0],
+        images[shown],
         [f"{class_names[predicted[i]]} {probabilities[i, predicted[i]]:.0%}\ntrue: {class_names[labels[i]]}" for i in shown],
         ["red"] * len(shown),
         "Most confident mistakes (test set): predicted (confidence), true label",
