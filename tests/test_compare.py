@@ -3,7 +3,7 @@ tests/test_compare_report.py)."""
 
 import pytest
 
-from refinelab.compare import comparison_table, differing_params, select_runs, split_table
+from refinelab.compare import comparison_table, differing_params, markdown_table, select_runs, split_table
 from refinelab.errors import RefinelabError
 
 
@@ -52,7 +52,7 @@ def test_experiments_are_chosen_by_name_or_revision(shown):
 def test_table_has_only_differing_params_and_is_sorted_by_test_accuracy(shown):
     runs = select_runs(shown, [])
     assert differing_params(runs) == ["model", "dropout"]
-    lines = comparison_table(runs).splitlines()
+    lines = markdown_table(*comparison_table(runs)).splitlines()
     assert lines[0] == "| experiment | rev | model | dropout | test accuracy | test loss | params | train seconds |"
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| bigger", "| drop-25", "| main"]
     assert lines[2] == f"| bigger | {'c' * 7} | bigger | 0.0 | 0.9000 | 0.5000 | 1,000 | 12.5 |"

@@ -48,10 +48,11 @@ def test_compare_experiments_then_report_the_workspace_against_main(project_copy
     assert {"ECE", "top-5 accuracy", "train seconds", "images/s", "params"} <= set(header)
     assert "![" in report and (project / "compare_learning_curves.png").stat().st_size > 10_000
 
-    # Naming two experiments compares just those.
-    run([sys.executable, "-m", "refinelab", "compare", "dropout-25", "smaller-l2", "-o", "two.md"], project, env=project_env)
-    _, *rows = table_rows((project / "two.md").read_text())
-    assert sorted(row[0] for row in rows) == ["dropout-25", "smaller-l2"]
+    # Naming two experiments compares just those; an .html output is a page with the curves embedded.
+    run([sys.executable, "-m", "refinelab", "compare", "dropout-25", "smaller-l2", "-o", "two.html"], project, env=project_env)
+    page = (project / "two.html").read_text()
+    assert sorted(re.findall(r"<tr><td>([^<]+)</td>", page)) == ["dropout-25", "smaller-l2"]
+    assert "<th>dropout</th>" in page and "data:image/png;base64," in page
     unknown = run([sys.executable, "-m", "refinelab", "compare", "no-such-exp"], project, env=project_env, check=False)
     assert unknown.returncode == 2 and "no-such-exp" in unknown.stderr and "dropout-25" in unknown.stderr
 

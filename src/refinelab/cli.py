@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser = commands.add_parser(
         "compare",
         help="compare experiments: params that differ, key metrics, overlaid learning curves",
-        description="Write a Markdown report of experiments from `dvc exp show`: a table of the params that "
+        description="Write a Markdown (or HTML) report of experiments from `dvc exp show`: a table of the params that "
         "differ and key metrics, sorted by test accuracy, and the learning curves of all of them overlaid "
         "in one PNG (written beside the report as <name>_learning_curves.png).",
     )
@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(default: the current commit and all its experiments)")
     compare_parser.add_argument("-A", "--all-commits", action="store_true",
                                 help="look among the experiments of every commit, not only the current one's")
-    compare_parser.add_argument("-o", "--output", default="compare.md", help="Markdown report (default: %(default)s)")
+    compare_parser.add_argument("-o", "--output", default="compare.md",
+                                help="the report: Markdown, or a self-contained HTML page if it ends in .html "
+                                "(default: %(default)s)")
     compare_parser.add_argument("--repo", default=".", help="the DVC project (default: the current folder)")
     compare_parser.set_defaults(handler=compare)
 

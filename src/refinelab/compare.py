@@ -7,6 +7,8 @@ beside what DVC and git already keep.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import logging
 import os
@@ -150,8 +152,14 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(runs: list[Run]) -> str:
-    """Experiments as rows (best test accuracy first): params that differ, then key metrics."""
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    cells = lambda tag, row: "".join(f"<{tag}>{html.escape(cell)}</{tag}>" for cell in row)  # noqa: E731
+    body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return f"<table>\n<tr>{cells('th', header)}</tr>\n{body}\n</table>"
+
+
+def comparison_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): experiments as rows, best test accuracy first; the params that differ, then key metrics."""
     params = differing_params(runs)
     metrics = [metric for metric in KEY_METRICS if any(run.metric(metric[1], metric[2]) is not None for run in runs)]
     accuracy = lambda run: run.metric(EVALUATION_METRICS, "test.accuracy")  # noqa: E731
@@ -166,7 +174,7 @@ def comparison_table(runs: list[Run]) -> str:
         ]
         for run in ordered
     ]
-    return markdown_table(header, rows)
+    return header, rows
 
 
 def read_curves(repo: Path, rev: str) -> dict[tuple[str, str], Any]:
@@ -200,9 +208,10 @@ def image_link(alt: str, image: Path, document: Path) -> str:
 
 
 def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = False) -> str:
-    """Write the comparison report to ``output`` (Markdown) and its learning-curve PNG beside it.
+    """Write the comparison report to ``output`` and its learning-curve PNG beside it.
 
-    DVC lists the experiments of HEAD; with ``all_commits``, those of every commit.
+    An ``.html`` output is a page with the PNG embedded; any other is Markdown. DVC lists the
+    experiments of HEAD; with ``all_commits``, those of every commit.
     """
     shown = json.loads(dvc(["exp", "show", "--json", *(["--all-commits"] if all_commits else [])], repo))
     runs = select_runs(shown, wanted)
@@ -210,14 +219,25 @@ def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = Fal
         raise RefinelabError("nothing to compare: no committed results or experiments at HEAD (run `dvc exp run`)")
     figure = output.with_name(f"{output.stem}_learning_curves.png")
     write_learning_curves(repo, runs, figure)
-    text = "\n\n".join([
-        f"# Experiments compared ({len(runs)})",
-        "Sorted by test accuracy. Columns: the params that differ between these runs, then key metrics "
-        f"(`{EVALUATION_METRICS}`, `{TRAINING_METRICS}`).",
-        comparison_table(runs),
-        "## Learning curves",
-        image_link("Learning curves of every run: validation solid, train dashed", figure, output),
-    ]) + "\n"
+    title = f"Experiments compared ({len(runs)})"
+    explanation = ("Sorted by test accuracy. Columns: the params that differ between these runs, then key "
+                   f"metrics ({EVALUATION_METRICS}, {TRAINING_METRICS}).")
+    curves_alt = "Learning curves of every run: validation solid, train dashed"
+    table = comparison_table(runs)
+    if output.suffix.lower() in (".html", ".htm"):
+        embedded = base64.b64encode(figure.read_bytes()).decode("ascii")
+        text = (
+            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n"
+            "<style>body{font-family:sans-serif} td,th{border:1px solid #ccc;padding:2px 6px}"
+            " table{border-collapse:collapse}</style></head>\n<body>\n"
+            f"<h1>{title}</h1>\n<p>{html.escape(explanation)}</p>\n{html_table(*table)}\n"
+            f"<h2>Learning curves</h2>\n<img alt=\"{curves_alt}\" src=\"data:image/png;base64,{embedded}\">\n"
+            "</body></html>\n"
+        )
+    else:
+        text = "\n\n".join([
+            f"# {title}", explanation, markdown_table(*table), "## Learning curves", image_link(curves_alt, figure, output)
+        ]) + "\n"
     _write_text(output, text)
     return text
 
