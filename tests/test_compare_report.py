@@ -30,7 +30,9 @@ def test_compare_experiments_then_report_the_workspace_against_main(project_copy
     run(["git", "commit", "-qm", "baseline results"], project)
 
     run(["dvc", "exp", "run", "-S", "dropout=0.25", "--name", "dropout-25"], project, env=project_env)
-    run(["dvc", "exp", "run", "-S", "l2=0.001", "-S", "model=smaller", "--name", "smaller-l2"], project, env=project_env)
+    # `-S` edits the workspace's params.yaml, which still holds the previous experiment's: reset dropout.
+    run(["dvc", "exp", "run", "-S", "dropout=0.0", "-S", "l2=0.001", "-S", "model=smaller", "--name", "smaller-l2"],
+        project, env=project_env)
 
     # Default: the current commit and all its experiments.
     run([sys.executable, "-m", "refinelab", "compare"], project, env=project_env)
@@ -43,6 +45,7 @@ def test_compare_experiments_then_report_the_workspace_against_main(project_copy
     assert set(by_name) == {"main", "dropout-25", "smaller-l2"}
     assert by_name["dropout-25"]["dropout"] == "0.25" and by_name["main"]["dropout"] == "0.0"
     assert by_name["smaller-l2"]["model"] == "smaller" and by_name["smaller-l2"]["l2"] == "0.001"
+    assert by_name["smaller-l2"]["dropout"] == "0.0"
     accuracies = [float(row[header.index("test accuracy")]) for row in rows]
     assert accuracies == sorted(accuracies, reverse=True)
     assert {"ECE", "top-5 accuracy", "train seconds", "images/s", "params"} <= set(header)
@@ -63,6 +66,7 @@ def test_compare_experiments_then_report_the_workspace_against_main(project_copy
     params_section = markdown.split("### Params")[1].split("### Metrics")[0]
     assert re.search(r"\|\s*params.yaml\s*\|\s*l2\s*\|\s*0.0\s*\|\s*0.001\s*\|", params_section), params_section
     assert re.search(r"\|\s*params.yaml\s*\|\s*model\s*\|\s*baseline\s*\|\s*smaller\s*\|", params_section)
+    assert "dropout" not in params_section  # Back to main's value: not a difference.
     metrics_section = markdown.split("### Metrics")[1].split("### Learning curves")[0]
     assert "metrics/evaluate.json" in metrics_section and "test.accuracy" in metrics_section
     for image in ("report_learning_curves.png", "metrics/figures/confusion_matrix.png", "metrics/figures/misclassified.png"):
