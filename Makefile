@@ -8,7 +8,9 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test setup dataset repo clean-venv
+.PHONY: run test report setup dataset repo clean-venv
+# The revision `make report` compares the workspace with (CI passes the pull request's base branch).
+BASE ?= main
 
 run: setup dataset repo
 	$(BIN)/dvc repro
@@ -16,6 +18,11 @@ run: setup dataset repo
 
 test: setup dataset
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pull-request report: params and metrics diff against $(BASE) and the figures, as Markdown in
+# report.md (PNG beside it). The GitHub Actions workflow posts exactly this file. Run after `make run`.
+report:
+	$(BIN)/python -m refinelab report --base $(BASE) --output report.md --print
 
 setup: $(VENV)/.installed
 

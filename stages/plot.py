@@ -1,4 +1,4 @@
-"""Stage plot: learning curves, confusion-matrix heatmap and a grid of test predictions (PNG)."""
+"""Stage plot: learning curves, confusion-matrix heatmap, a grid of test predictions, the most confident mistakes (PNG)."""
 
 import argparse
 
@@ -18,7 +18,10 @@ def main() -> None:
 
     from refinelab.plotting import plot_all
 
-    plot_all(args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir, params.plot.grid_size)
+    plot_all(
+        args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir,
+        params.plot.grid_size, params.plot.gallery_size,
+    )
 
 
 if __name__ == "__main__":

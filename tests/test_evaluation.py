@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 
-from refinelab.evaluation import classification_metrics, write_confusion_csv
+from refinelab.evaluation import classification_metrics, expected_calibration_error, write_confusion_csv
 
 
 def one_hot_probabilities(predicted, classes, confidence=0.8):
@@ -35,3 +35,55 @@ def test_confusion_csv_rows_are_actual_predicted_names(tmp_path):
     with open(path) as handle:
         rows = list(csv.reader(handle))
     assert rows == [["actual", "predicted"], ["a", "a"], ["b", "c"], ["c", "c"]]
+
+
+def test_expected_calibration_error_matches_hand_computation():
+    # Confidences 0.9 and 0.88 share the 15-bin bin (13/15, 14/15]; the others are alone in theirs.
+    probabilities = np.array([
+        [0.90, 0.05, 0.05],  # label 0: right, confidence 0.90
+        [0.50, 0.30, 0.20],  # label 1: wrong, confidence 0.50
+        [0.10, 0.35, 0.55],  # label 2: right, confidence 0.55
+        [0.20, 0.62, 0.18],  # label 0: wrong, confidence 0.62
+        [0.88, 0.06, 0.06],  # label 1: wrong, confidence 0.88
+    ])
+    labels = np.array([0, 1, 2, 0, 1])
+    # Bin of 0.9 and 0.88: accuracy 1/2, confidence 0.89, weight 2/5; the three single bins weigh 1/5 each.
+    expected = 2 / 5 * abs(0.5 - 0.89) + 1 / 5 * (0.5 + abs(1 - 0.55) + 0.62)
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(expected)
+    assert classification_metrics(labels, probabilities, ["a", "b", "c"])["expected_calibration_error"] == pytest.approx(expected)
+
+
+def test_expected_calibration_error_is_zero_when_confidence_equals_accuracy():
+    certain = np.eye(4)
+    assert expected_calibration_error(np.arange(4), certain) == pytest.approx(0.0)
+    # Every prediction 0.7 confident and 7 of 10 right: calibrated.
+    probabilities = np.tile([0.7, 0.3], (10, 1))
+    labels = np.array([0] * 7 + [1] * 3)
+    assert expected_calibration_error(labels, probabilities) == pytest.approx(0.0)
+
+
+def test_top_5_accuracy_only_with_more_than_5_classes():
+    # 7 classes, probabilities decreasing with the class index: class k is ranked k+1.
+    probabilities = np.tile(np.linspace(0.25, 0.07, 7), (3, 1))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    labels = np.array([0, 4, 5])  # ranked 1st, 5th, 6th
+    metrics = classification_metrics(labels, probabilities, list("abcdefg"))
+    assert metrics["top_5_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["accuracy"] == pytest.approx(1 / 3)
+    few = classification_metrics(np.array([0, 1]), one_hot_probabilities(np.array([0, 0]), 3), ["a", "b", "c"])
+    assert not any(key.startswith("top_") for key in few)
+
+
+def test_most_confident_mistakes_come_first_and_right_answers_never():
+    from refinelab.plotting import misclassification_gallery, most_confident_mistakes
+
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3], [0.95, 0.05]])
+    labels = np.array([0, 0, 0, 1, 1])  # wrong: 1 (0.6), 2 (0.8), 3 (0.7), 4 (0.95)
+    assert most_confident_mistakes(labels, probabilities, 3).tolist() == [4, 2, 3]
+    assert most_confident_mistakes(labels, probabilities, 10).tolist() == [4, 2, 3, 1]
+    images = np.zeros((5, 4, 4, 1), dtype=np.uint8)
+    figure = misclassification_gallery(images, labels, probabilities, ["shirt", "coat"], 3)
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles[0] == "shirt 95%\ntrue: coat" and len(titles) == 3
+    # No mistakes at all still makes a figure.
+    assert misclassification_gallery(images, probabilities.argmax(1), probabilities, ["shirt", "coat"], 3)

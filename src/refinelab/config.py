@@ -99,6 +99,8 @@ class TrainParams(StrictModel):
 class PlotParams(StrictModel):
     # Images shown in the grid of test predictions drawn by the plot stage.
     grid_size: int = Field(25, ge=1, le=100)
+    # The most confident wrong test predictions shown in the misclassification gallery.
+    gallery_size: int = Field(16, ge=1, le=100)
 
 
 class MLPSpec(StrictModel):

@@ -9,29 +9,57 @@ from typing import Any
 
 import keras
 import numpy as np
-from sklearn.metrics import accuracy_score, classification_report, log_loss
+from sklearn.metrics import accuracy_score, classification_report, log_loss, top_k_accuracy_score
 
 from refinelab.fileio import atomic_path
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import Split, load_meta, load_split
 
 log = logging.getLogger(__name__)
+CALIBRATION_BINS = 15
+# Top-k accuracy is reported when there are more than TOP_K classes (with fewer it is trivially 1).
+TOP_K = 5
 
 
 def predict_probabilities(model: keras.Model, split: Split, batch_size: int) -> np.ndarray:
     return model.predict(make_dataset(split, batch_size), verbose=0)
 
 
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """ECE (Guo et al., 2017): the gap between confidence and accuracy, averaged over confidence bins.
+
+    Each prediction falls in one of ``bins`` equal-width bins of its confidence (top probability),
+    bin b holding confidences in (b/bins, (b+1)/bins]; ECE = sum over bins of
+    |bin| / n * |accuracy(bin) - mean confidence(bin)|.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    inner_edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    bin_index = np.searchsorted(inner_edges, confidence, side="left")
+    error = 0.0
+    for index in np.unique(bin_index):
+        members = bin_index == index
+        error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
+
+
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, log loss and per-class precision/recall/F1 (keyed by class name), via scikit-learn."""
+    """Accuracy, log loss, calibration, top-k accuracy (more than TOP_K classes) and per-class
+    precision/recall/F1 (keyed by class name), via scikit-learn."""
     class_ids = list(range(len(class_names)))
     predicted = probabilities.argmax(axis=1)
     report = classification_report(
         labels, predicted, labels=class_ids, target_names=class_names, output_dict=True, zero_division=0
     )
-    return {
+    metrics = {
         "accuracy": float(accuracy_score(labels, predicted)),
         "loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1.0), labels=class_ids)),
+        "expected_calibration_error": expected_calibration_error(labels, probabilities),
+    }
+    if len(class_names) > TOP_K:
+        metrics[f"top_{TOP_K}_accuracy"] = float(top_k_accuracy_score(labels, probabilities, k=TOP_K, labels=class_ids))
+    return {
+        **metrics,
         "macro_avg": {key: float(value) for key, value in report["macro avg"].items() if key != "support"},
         "per_class": {
             name: {key: float(value) for key, value in report[name].items() if key != "support"}

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
+def _default_mode(base: int) -> int:
+    """``base`` less the process umask: what open()/mkdir() would have given (mkstemp/mkdtemp use 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place only on success."""
@@ -25,6 +32,7 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        os.chmod(temporary_path, _default_mode(0o666))
         os.replace(temporary_path, destination)
     finally:
         temporary_path.unlink(missing_ok=True)
@@ -38,6 +46,7 @@ def atomic_dir(destination: str | Path) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
         yield temporary
+        os.chmod(temporary, _default_mode(0o777))
         if destination.exists():
             shutil.rmtree(destination)
         os.replace(temporary, destination)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # Files only: no display on CI or servers.
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import confusion_matrix  # noqa: E402
 
 from refinelab.fileio import atomic_path  # noqa: E402
@@ -27,26 +29,64 @@ def save_figure(figure: plt.Figure, path: str | Path) -> None:
     log.info("wrote %s", path)
 
 
-def read_dvclive_series(path: Path) -> tuple[list[int], list[float]]:
-    """(steps, values) from one dvclive ``.tsv`` (columns: timestamp, step, <metric>)."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+Series = tuple[list[int], list[float]]
+# dvclive's Keras series: (folder under plots/metrics, label) x metric.
+LIVE_SPLITS = (("train", "train"), ("eval", "validation"))
+LIVE_METRICS = ("loss", "accuracy")
+
+
+def parse_dvclive_tsv(text: str) -> Series:
+    """(epochs, values) from the text of one dvclive ``.tsv`` (columns: timestamp, step, <metric>)."""
+    rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
     metric = [column for column in rows[0] if column not in ("timestamp", "step")][0] if rows else None
     return [int(row["step"]) + 1 for row in rows], [float(row[metric]) for row in rows]
+
+
+def read_dvclive_series(path: Path) -> Series:
+    return parse_dvclive_tsv(Path(path).read_text())
 
 
 def learning_curves(live_plots_dir: str | Path) -> plt.Figure:
     """Train vs validation loss and accuracy per epoch, from dvclive's Keras logs."""
     live_plots_dir = Path(live_plots_dir)
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for axis, metric in zip(axes, ("loss", "accuracy")):
-        for split, label in (("train", "train"), ("eval", "validation")):
+    for axis, metric in zip(axes, LIVE_METRICS):
+        for split, label in LIVE_SPLITS:
             path = live_plots_dir / split / f"{metric}.tsv"
             if path.exists():
                 axis.plot(*read_dvclive_series(path), marker="o", label=label)
         axis.set(title=metric.capitalize(), xlabel="epoch", ylabel=metric)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def overlaid_learning_curves(curves: Mapping[str, Mapping[tuple[str, str], Series]]) -> plt.Figure:
+    """Several runs' learning curves on one chart: one colour per run, validation solid, train dashed.
+
+    ``curves`` maps a run's name to its series keyed by (split, metric), split being dvclive's
+    folder name ("train" or "eval").
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (run, series) in enumerate(curves.items()):
+        colour = colours[index % len(colours)]
+        for axis, metric in zip(axes, LIVE_METRICS):
+            for split, label in LIVE_SPLITS:
+                if (split, metric) in series:
+                    axis.plot(
+                        *series[(split, metric)], color=colour, marker="o", markersize=3,
+                        linestyle="-" if split == "eval" else "--", label=f"{run} ({label})",
+                    )
+    for axis, metric in zip(axes, LIVE_METRICS):
+        axis.set(title=f"{metric.capitalize()}: validation solid, train dashed", xlabel="epoch", ylabel=metric)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(labels)), fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -95,33 +135,67 @@ def sample_grid(
     return figure
 
 
-def prediction_grid(
-    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], count: int
-) -> plt.Figure:
-    """The first ``count`` test images, titled predicted (true); mistakes in red."""
-    count = min(count, len(labels))
-    columns = int(np.ceil(np.sqrt(count)))
-    rows = int(np.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.1 * rows), squeeze=False)
-    predicted = probabilities.argmax(axis=1)
+def image_grid(images: np.ndarray, titles: list[str], title_colours: list[str], heading: str) -> plt.Figure:
+    """Images in a near-square grid, each with its own title."""
+    count = len(titles)
+    columns = max(1, int(np.ceil(np.sqrt(count))))
+    rows = max(1, int(np.ceil(count / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns + 1, 2.1 * rows + 0.5), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
             continue
         show_image(axis, images[index])
-        wrong = predicted[index] != labels[index]
-        axis.set_title(
-            f"{class_names[predicted[index]]}\n({class_names[labels[index]]})",
-            fontsize=8,
-            color="red" if wrong else "black",
-        )
-    figure.suptitle("Test predictions: predicted (true); mistakes in red", fontsize=10)
+        axis.set_title(titles[index], fontsize=8, color=title_colours[index])
+    if not count:
+        axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
+    figure.suptitle(heading, fontsize=10)
     figure.tight_layout()
     return figure
 
 
+def prediction_grid(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], count: int
+) -> plt.Figure:
+    """The first ``count`` test images, titled predicted (true); mistakes in red."""
+    shown = np.arange(min(count, len(labels)))
+    predicted = probabilities.argmax(axis=1)
+    return image_grid(
+        images[shown],
+        [f"{class_names[predicted[i]]}\n({class_names[labels[i]]})" for i in shown],
+        ["red" if predicted[i] != labels[i] else "black" for i in shown],
+        "Test predictions: predicted (true); mistakes in red",
+    )
+
+
+def most_confident_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to ``count`` wrong predictions, the most confident first."""
+    confidence = probabilities.max(axis=1)
+    wrong = np.flatnonzero(probabilities.argmax(axis=1) != labels)
+    return wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
+
+
+def misclassification_gallery(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str], count: int
+) -> plt.Figure:
+    """The most confident wrong test predictions: what the model is surest of and still gets wrong."""
+    shown = most_confident_mistakes(labels, probabilities, count)
+    predicted = probabilities.argmax(axis=1)
+    return image_grid(
+        images[shown],
+        [f"{class_names[predicted[i]]} {probabilities[i, predicted[i]]:.0%}\ntrue: {class_names[labels[i]]}" for i in shown],
+        ["red"] * len(shown),
+        "Most confident mistakes (test set): predicted (confidence), true label",
+    )
+
+
 def plot_all(
-    live_plots_dir: str | Path, prepared_dir: str | Path, probabilities_file: str | Path, out_dir: str | Path, grid_size: int
+    live_plots_dir: str | Path,
+    prepared_dir: str | Path,
+    probabilities_file: str | Path,
+    out_dir: str | Path,
+    grid_size: int,
+    gallery_size: int,
 ) -> None:
     """Write the plot stage's PNGs to ``out_dir``."""
     out_dir = Path(out_dir)
@@ -133,4 +207,8 @@ def plot_all(
     save_figure(
         prediction_grid(test.images, test.labels, probabilities, class_names, grid_size),
         out_dir / "test_predictions.png",
+    )
+    save_figure(
+        misclassification_gallery(test.images, test.labels, probabilities, class_names, gallery_size),
+        out_dir / "misclassified.png",
     )

@@ -1,0 +1,137 @@
+"""The ``refinelab`` command: predict with a trained model, compare experiments, write the PR report.
+
+Heavy libraries (TensorFlow, DVC, matplotlib) are imported inside the subcommand that needs them,
+so ``refinelab --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from refinelab.errors import RefinelabError
+from refinelab.stage import setup_logging
+
+log = logging.getLogger("refinelab")
+
+# Exit statuses: 1 some image files could not be read (the others were predicted), 2 a usage or input error.
+EXIT_FILE_ERRORS = 1
+EXIT_USER_ERROR = 2
+
+
+def predict(args: argparse.Namespace) -> int:
+    from refinelab.predict import Predictor, image_files
+
+    predictor = Predictor.load(args.model)
+    predictions, errors = predictor.predict_files(image_files(args.images), top_k=args.top)
+    if args.json:
+        print(json.dumps({
+            "predictions": [prediction.to_dict() for prediction in predictions],
+            "errors": [{"path": error.path, "error": error.error} for error in errors],
+        }, indent=2))
+    else:
+        for prediction in predictions:
+            print(f"{prediction.path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in prediction.top))
+    for error in errors:
+        log.error("%s", error.error)
+    return EXIT_FILE_ERRORS if errors else 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from refinelab.compare import compare as write_comparison
+
+    write_comparison(Path(args.repo), args.experiments, Path(args.output), all_commits=args.all_commits)
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from refinelab.compare import pull_request_report
+
+    text = pull_request_report(Path(args.repo), args.base, Path(args.output))
+    if args.print:
+        sys.stdout.write(text)
+    return 0
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refinelab",
+        description="Use and compare the models the refinelab DVC pipeline trains "
+        "(the pipeline itself runs with `dvc repro` / `dvc exp run`).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    predict_parser = commands.add_parser(
+        "predict",
+        help="classify image files with a trained model",
+        description="Print the most probable classes of each image, prepared exactly as the model's training "
+        "data was (size, colour mode, crop/pad/stretch and class names from params.json beside the model). "
+        "Unreadable files are reported one by one, the others still predicted; the exit status is then 1.",
+    )
+    predict_parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                                help="image files (JPEG, PNG, BMP, GIF), or folders searched recursively for them")
+    predict_parser.add_argument("--model", default="models/model.keras",
+                                help="trained model; its params.json must be beside it (default: %(default)s)")
+    predict_parser.add_argument("--top", type=positive_int, default=3, metavar="K",
+                                help="how many classes to show per image (default: %(default)s)")
+    predict_parser.add_argument("--json", action="store_true",
+                                help='print JSON: {"predictions": [{"path", "top": [{"class", "probability"}]}], '
+                                '"errors": [{"path", "error"}]}')
+    predict_parser.set_defaults(handler=predict)
+
+    compare_parser = commands.add_parser(
+        "compare",
+        help="compare experiments: params that differ, key metrics, overlaid learning curves",
+        description="Write a Markdown (or HTML) report of experiments from `dvc exp show`: a table of the params that "
+        "differ and key metrics, sorted by test accuracy, and the learning curves of all of them overlaid "
+        "in one PNG (written beside the report as <name>_learning_curves.png).",
+    )
+    compare_parser.add_argument("experiments", nargs="*", metavar="EXP",
+                                help="experiment names, branch names, revisions or 'workspace' "
+                                "(default: the current commit and all its experiments)")
+    compare_parser.add_argument("-A", "--all-commits", action="store_true",
+                                help="look among the experiments of every commit, not only the current one's")
+    compare_parser.add_argument("-o", "--output", default="compare.md",
+                                help="the report: Markdown, or a self-contained HTML page if it ends in .html "
+                                "(default: %(default)s)")
+    compare_parser.add_argument("--repo", default=".", help="the DVC project (default: the current folder)")
+    compare_parser.set_defaults(handler=compare)
+
+    report_parser = commands.add_parser(
+        "report",
+        help="write the pull-request report (what `make report` and the CI comment show)",
+        description="Write Markdown with `dvc params diff BASE --md`, `dvc metrics diff BASE --md`, the learning "
+        "curves of BASE and the workspace overlaid (PNG beside the report), and the workspace's confusion "
+        "matrix and most confident mistakes.",
+    )
+    report_parser.add_argument("--base", default="main", help="git revision to compare with (default: %(default)s)")
+    report_parser.add_argument("-o", "--output", default="report.md", help="Markdown report (default: %(default)s)")
+    report_parser.add_argument("--print", action="store_true", help="also print the Markdown")
+    report_parser.add_argument("--repo", default=".", help="the DVC project (default: the current folder)")
+    report_parser.set_defaults(handler=report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.handler(args)
+    except RefinelabError as exc:
+        log.error("%s", exc)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

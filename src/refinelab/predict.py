@@ -1,0 +1,101 @@
+"""``refinelab predict``: classify image files with a trained model, prepared exactly as in training.
+
+The model's ``params.json`` (written beside it by the train stage) holds the class names and the
+:class:`~refinelab.preprocessing.Preprocessing` (size, colour mode, crop/pad/stretch) of its
+training data; pixel scaling is inside the model. Each file goes through
+:func:`~refinelab.preprocessing.load_image`, the function prepare uses for folder datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from refinelab.errors import DataError
+from refinelab.fileio import read_json
+from refinelab.preprocessing import IMAGE_SUFFIXES, Preprocessing, load_image
+from refinelab.training import RESOLVED_PARAMS_FILE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: list[tuple[str, float]]  # (class name, probability), most probable first
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "top": [{"class": name, "probability": p} for name, p in self.top]}
+
+
+@dataclass(frozen=True)
+class FileError:
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Predictor:
+    model: keras.Model
+    class_names: list[str]
+    preprocessing: Preprocessing
+
+    @classmethod
+    def load(cls, model_path: str | Path) -> Predictor:
+        """The model and, from the ``params.json`` beside it, its class names and preprocessing."""
+        model_path = Path(model_path)
+        params_path = model_path.parent / RESOLVED_PARAMS_FILE
+        if not model_path.is_file():
+            raise DataError(f"{model_path}: model file not found")
+        try:
+            resolved = read_json(params_path)
+            class_names, preprocessing = resolved["class_names"], Preprocessing.from_dict(resolved["preprocessing"])
+        except FileNotFoundError:
+            raise DataError(f"{params_path}: missing; the train stage writes it beside the model") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{params_path}: no usable class names and preprocessing ({exc!r})") from None
+        return cls(keras.models.load_model(model_path), class_names, preprocessing)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.model.predict(images, verbose=0)
+
+    def predict_files(self, paths: Sequence[Path], top_k: int, batch_size: int = 64):
+        """(predictions, errors): an unreadable file is reported in ``errors`` and the rest still predicted."""
+        predictions: list[Prediction] = []
+        errors: list[FileError] = []
+        for start in range(0, len(paths), batch_size):
+            readable, images = [], []
+            for path in paths[start : start + batch_size]:
+                try:
+                    images.append(load_image(path, self.preprocessing))
+                    readable.append(path)
+                except DataError as exc:
+                    errors.append(FileError(str(path), str(exc)))
+            if not images:
+                continue
+            for path, row in zip(readable, self.probabilities(np.stack(images))):
+                best = np.argsort(-row, kind="stable")[:top_k]
+                predictions.append(Prediction(str(path), [(self.class_names[i], float(row[i])) for i in best]))
+        return predictions, errors
+
+
+def image_files(targets: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders expanded (recursively, sorted) to the image files they hold.
+
+    A path that does not exist is kept, so it is reported as an error with the others.
+    """
+    files: list[Path] = []
+    for target in map(Path, targets):
+        if target.is_dir():
+            found = sorted(path for path in target.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+            if not found:
+                log.warning("%s: no image files (%s)", target, ", ".join(IMAGE_SUFFIXES))
+            files.extend(found)
+        else:
+            files.append(target)
+    return files

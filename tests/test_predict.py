@@ -1,0 +1,118 @@
+"""`refinelab predict` on image files written here, against the model called on the prepared arrays."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import ROOT
+from refinelab.cli import main
+from refinelab.fileio import write_json
+
+CLASS_NAMES = ["top", "trouser", "bag", "boot"]
+PREPROCESSING = {"image_size": [28, 28], "color_mode": "grayscale", "resize": "crop"}
+
+
+@pytest.fixture(scope="module")
+def grayscale_model(tmp_path_factory):
+    """An untrained (seeded) 28x28 grayscale MLP saved the way the train stage saves one."""
+    import keras
+
+    from refinelab.config import MLPSpec
+    from refinelab.models import build_model
+
+    keras.utils.set_random_seed(7)
+    model = build_model(MLPSpec(type="mlp", hidden=[32]), input_shape=(28, 28, 1), num_classes=len(CLASS_NAMES))
+    directory = tmp_path_factory.mktemp("model")
+    model.save(directory / "model.keras")
+    write_json(directory / "params.json", {
+        "model": "tiny", "class_names": CLASS_NAMES, "image_shape": [28, 28, 1], "preprocessing": PREPROCESSING,
+    })
+    return model, directory / "model.keras"
+
+
+def random_pixels(shape, seed):
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Image files and, for each, the array the model should see (built here with PIL, not refinelab)."""
+    folder = tmp_path / "images"
+    (folder / "nested").mkdir(parents=True)
+    expected = {}
+
+    gray = random_pixels((28, 28), 1)
+    Image.fromarray(gray).save(folder / "gray.png")
+    expected[folder / "gray.png"] = gray
+
+    # An RGB JPEG of another size: the grayscale model sees it converted to L and centre-cropped to 28x28.
+    Image.fromarray(random_pixels((40, 30, 3), 2)).save(folder / "nested" / "colour.jpg", quality=95)
+    with Image.open(folder / "nested" / "colour.jpg") as decoded:
+        expected[folder / "nested" / "colour.jpg"] = np.asarray(ImageOps.fit(decoded.convert("L"), (28, 28), Image.BILINEAR))
+
+    big_rgb = random_pixels((56, 56, 3), 3)
+    Image.fromarray(big_rgb).save(folder / "big.png")
+    expected[folder / "big.png"] = np.asarray(Image.fromarray(big_rgb).convert("L").resize((28, 28), Image.BILINEAR))
+    return folder, {path: array[..., np.newaxis] for path, array in expected.items()}
+
+
+def model_classes(model, arrays):
+    return model.predict(np.stack(arrays), verbose=0)
+
+
+def test_predict_matches_the_model_on_prepared_arrays(grayscale_model, images, capsys):
+    model, model_path = grayscale_model
+    folder, expected = images
+
+    assert main(["predict", "--model", str(model_path), "--json", "--top", "4", str(folder)]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["errors"] == []
+    predicted = {entry["path"]: entry["top"] for entry in output["predictions"]}
+    assert set(predicted) == {str(path) for path in expected}
+
+    probabilities = model_classes(model, list(expected.values()))
+    for path, row in zip(expected, probabilities):
+        top = predicted[str(path)]
+        assert top[0]["class"] == CLASS_NAMES[int(row.argmax())], path
+        assert [entry["class"] for entry in top] == [CLASS_NAMES[i] for i in np.argsort(-row)]
+        assert top[0]["probability"] == pytest.approx(float(row.max()), abs=1e-5)
+
+
+def test_a_corrupt_file_is_reported_and_the_others_still_predicted(grayscale_model, images, capsys, caplog):
+    _, model_path = grayscale_model
+    folder, expected = images
+    corrupt = folder / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png")
+    missing = folder / "missing.jpg"
+
+    status = main(["predict", "--model", str(model_path), str(folder / "gray.png"), str(corrupt), str(missing)])
+
+    assert status == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{folder / 'gray.png'}: ")
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert any(str(corrupt) in message and "not a readable image" in message for message in errors)
+    assert any(str(missing) in message and "not found" in message for message in errors)
+
+
+def test_a_model_without_its_params_is_a_clear_error(tmp_path, caplog):
+    (tmp_path / "model.keras").write_bytes(b"")
+    assert main(["predict", "--model", str(tmp_path / "model.keras"), str(tmp_path)]) == 2
+    assert any("params.json: missing" in record.getMessage() for record in caplog.records)
+
+
+def test_help_of_the_command_and_each_subcommand():
+    env_python = [sys.executable, "-m", "refinelab"]
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}
+    top = subprocess.run([*env_python, "--help"], capture_output=True, text=True, env=env, check=True).stdout
+    for command in ("predict", "compare", "report"):
+        assert command in top
+        text = subprocess.run([*env_python, command, "--help"], capture_output=True, text=True, env=env, check=True).stdout
+        assert text.startswith(f"usage: refinelab {command}")
+    assert "IMAGE_OR_DIR" in subprocess.run(
+        [sys.executable, "-m", "refinelab.cli", "predict", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
