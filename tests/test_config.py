@@ -59,7 +59,7 @@ def test_a_stage_with_bad_params_exits_with_a_message_not_a_traceback(tmp_path, 
 
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump({**raw_params, "dropout": 1.5}))
-    args = {"prepare": ["out"], "train": ["a", "b", "c", "d"]}[stage]
+    args = {"prepare": ["out"], "train": ["a", "b", "c", "d", "e"]}[stage]
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args, "--params", str(bad)],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
