@@ -251,11 +251,18 @@ def adapt_input(images, size: Sequence[int], channels: int, preprocess=None):
     return images
 
 
-def apply_freeze(base: keras.Model, freeze: str | int) -> None:
-    """Freeze all, none, or the first ``freeze`` layers of ``base``."""
-    count = {"all": len(base.layers), "none": 0}.get(freeze, freeze)
+def freeze_base(base: keras.Model, spec: TransferSpec, everything: bool = False) -> None:
+    """Freeze all, none, or the first ``spec.freeze`` layers of ``base`` (all of it if ``everything``).
+
+    The batch-norm layers of pretrained weights stay frozen even when fine-tuning: a frozen Keras
+    BatchNormalization runs in inference mode, so the pretrained statistics are kept (the Keras
+    transfer-learning guide's advice; Keras 3 passes fit's ``training=True`` into nested models).
+    """
+    count = len(base.layers) if everything else {"all": len(base.layers), "none": 0}.get(spec.freeze, spec.freeze)
+    pretrained = spec.weights != "none"
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= count
+        keep_statistics = pretrained and isinstance(layer, layers.BatchNormalization)
+        layer.trainable = index >= count and not keep_statistics
 
 
 @ARCHITECTURES.register("transfer")
@@ -266,11 +273,9 @@ def transfer_features(spec: TransferSpec, images, reg: Regularization):
     else:
         network, preprocess = imagenet_base(spec)
     base = keras.Model(network.input, network.output, name=BASE_MODEL_NAME)
-    apply_freeze(base, spec.freeze)
+    freeze_base(base, spec)
     height, width, channels = base.input_shape[1:]
-    features = adapt_input(images, (height, width), channels, preprocess)
-    # Pretrained batch-norm statistics stay as they are, even while fine-tuning (the Keras guide's advice).
-    features = base(features, training=False if spec.weights != "none" else None)
+    features = base(adapt_input(images, (height, width), channels, preprocess))
     return head(features, spec, reg)
 
 

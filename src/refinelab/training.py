@@ -18,7 +18,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab.config import Params, TrainParams
 from refinelab.fileio import atomic_path, write_json
-from refinelab.models import Regularization, apply_freeze, build_model, transfer_base
+from refinelab.models import Regularization, build_model, freeze_base, transfer_base
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import load_meta, load_split
 from refinelab.registry import Registry
@@ -174,7 +174,7 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
     base = transfer_base(model)
     if base is not None:
         base.trainable = True
-        apply_freeze(base, "all" if phase.base_frozen else params.architecture.freeze)
+        freeze_base(base, params.architecture, everything=phase.base_frozen)
     optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first))
     base_rate = getattr(params.architecture, "base_learning_rate", None)
     if base is not None and base_rate is not None and not phase.base_frozen:
