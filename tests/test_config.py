@@ -96,19 +96,25 @@ def with_architecture(raw_params, spec, **top):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda raw: with_train(raw, optimizer="adamw"), "adamw needs train.weight_decay > 0"),
-        (lambda raw: with_train(raw, nesterov=True), "train.nesterov: applies to optimizer sgd only, not adam"),
+        (lambda raw: with_train(raw, optimizer="adamw"), "train: optimizer adamw needs weight_decay > 0"),
+        (lambda raw: with_train(raw, nesterov=True), "train: nesterov applies to optimizer sgd only, not adam"),
         (lambda raw: with_train(raw, lr_schedule="step"), "train.lr_schedule: Input should be 'constant', 'cosine'"),
         (lambda raw: with_train(raw, class_weight="auto"), "train.class_weight: Input should be 'none' or 'balanced'"),
         (lambda raw: with_train(raw, early_stopping={"patience": -1}), "train.early_stopping.patience: Input should"),
         (lambda raw: with_train(raw, early_stopping={"patiense": 2}), "did you mean 'patience'?"),
-        (lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenet"}), "base: required"),
+        (
+            lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenet"}),
+            "architectures.mine: base: required",
+        ),
         (
             lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg16", "weights": "m.keras"}),
-            "base: leave it out when weights is a model file",
+            "architectures.mine: base: leave it out when weights is a model file",
         ),
-        (lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenett"}), "weights: expected imagenet"),
-        (lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg19"}), "mine.base: Input should be"),
+        (
+            lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenett"}),
+            "architectures.mine: weights: expected imagenet",
+        ),
+        (lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg19"}), "architectures.mine.base: Input should be"),
         (
             lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg16", "head_epochs": 1}),
             "freeze: all leaves no base layer to fine-tune",

@@ -96,14 +96,16 @@ def test_l1_alone_and_with_l2_are_in_the_built_model(preset):
     only_l1 = build_model(spec, (28, 28, 1), 10, Regularization(l1=0.002))
     both = build_model(spec, (28, 28, 1), 10, Regularization(l1=0.002, l2=0.003))
     for model, expected in ((only_l1, keras.regularizers.L1), (both, keras.regularizers.L1L2)):
-        hidden = (layers_of(model, "Dense") + layers_of(model, "Conv2D"))
+        hidden = layers_of(model, "Dense") + layers_of(model, "Conv2D")
         hidden = [layer for layer in hidden if layer.name != "classes"]
         assert hidden and all(isinstance(layer.kernel_regularizer, expected) for layer in hidden)
         assert all(np.isclose(layer.kernel_regularizer.l1, 0.002) for layer in hidden)
     assert all(np.isclose(layer.kernel_regularizer.l2, 0.003) for layer in layers_of(both, "Conv2D"))
 
 
-@pytest.mark.parametrize("preset, with_bn", [("cnn", False), ("cnn_bn", True), ("resnet_small", True), ("bigger", False)])
+@pytest.mark.parametrize(
+    "preset, with_bn", [("cnn", False), ("cnn_bn", True), ("resnet_small", True), ("bigger", False)]
+)
 def test_batch_norm_follows_the_spec(preset, with_bn):
     spec = PARAMS.architectures[preset]
     assert bool(layers_of(build_model(spec, (28, 28, 1), 10), "BatchNormalization")) == with_bn

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -71,9 +72,9 @@ class TrainParams(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
         if self.optimizer == "adamw" and self.weight_decay == 0:
-            raise ValueError("train.optimizer: adamw needs train.weight_decay > 0 (without it, it is adam)")
+            raise ValueError("optimizer adamw needs weight_decay > 0 (without it, it is adam)")
         if self.nesterov and self.optimizer != "sgd":
-            raise ValueError(f"train.nesterov: applies to optimizer sgd only, not {self.optimizer}")
+            raise ValueError(f"nesterov applies to optimizer sgd only, not {self.optimizer}")
         return self
 
 
@@ -158,7 +159,9 @@ class TransferSpec(StrictModel):
         if self.pretrained_path and self.base is not None:
             raise ValueError(f"base: leave it out when weights is a model file ({self.weights!r})")
         if not self.pretrained_path and self.base is None:
-            raise ValueError(f"base: required (vgg16, mobilenet_v2, efficientnet_b0, resnet50) with weights: {self.weights}")
+            raise ValueError(
+                f"base: required (vgg16, mobilenet_v2, efficientnet_b0, resnet50) with weights: {self.weights}"
+            )
         if self.pretrained_path and not self.weights.endswith(".keras"):
             raise ValueError(f"weights: expected {TRANSFER_WEIGHTS_HELP}, got {self.weights!r}")
         if self.freeze == "all" and (self.head_epochs or self.base_learning_rate is not None):
@@ -202,7 +205,8 @@ class Params(StrictModel):
         head_epochs = getattr(self.architecture, "head_epochs", 0)
         if head_epochs >= self.epochs:
             raise ValueError(
-                f"architectures.{self.model}.head_epochs: {head_epochs} leaves no fine-tuning epoch of epochs={self.epochs}"
+                f"architectures.{self.model}.head_epochs: {head_epochs} leaves no fine-tuning epoch "
+                f"of epochs={self.epochs}"
             )
         if self.dataset not in DATASETS:
             raise ValueError(
@@ -234,15 +238,15 @@ def _known_keys() -> set[str]:
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     # Discriminated unions put the tag in the location ("architectures.x.mlp.hidden"): drop it.
-    for tag in ("mlp", "cnn", "residual_cnn", "transfer"):
-        location = location.replace(f".{tag}.", ".")
+    location = re.sub(r"\.(mlp|cnn|residual_cnn|transfer)(?=\.|$)", "", location, count=1)
     if error["type"] == "extra_forbidden":
         key = str(error["loc"][-1])
         close = difflib.get_close_matches(key, sorted(_known_keys()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{location}: unknown key{hint}"
     if error["type"] == "value_error":
-        return error["msg"].removeprefix("Value error, ")
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{location}: {message}" if location else message
     return f"{location}: {error['msg']} (got {json.dumps(error.get('input'), default=str)})"
 
 

@@ -156,13 +156,18 @@ TRANSFER_BASES: Registry[Callable[[int], ImagenetBase]] = Registry("transfer bas
 @TRANSFER_BASES.register("vgg16")
 def vgg16(input_size: int) -> ImagenetBase:
     applications = keras.applications
-    return ImagenetBase(applications.VGG16, applications.vgg16.preprocess_input, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    return ImagenetBase(
+        applications.VGG16, applications.vgg16.preprocess_input, "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
 
 
 @TRANSFER_BASES.register("resnet50")
 def resnet50(input_size: int) -> ImagenetBase:
     applications = keras.applications
-    return ImagenetBase(applications.ResNet50, applications.resnet50.preprocess_input, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    return ImagenetBase(
+        applications.ResNet50, applications.resnet50.preprocess_input,
+        "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    )
 
 
 @TRANSFER_BASES.register("mobilenet_v2")
@@ -178,7 +183,9 @@ def mobilenet_v2(input_size: int) -> ImagenetBase:
 @TRANSFER_BASES.register("efficientnet_b0")
 def efficientnet_b0(input_size: int) -> ImagenetBase:
     applications = keras.applications
-    return ImagenetBase(applications.EfficientNetB0, applications.efficientnet.preprocess_input, "efficientnetb0_notop.h5")
+    return ImagenetBase(
+        applications.EfficientNetB0, applications.efficientnet.preprocess_input, "efficientnetb0_notop.h5"
+    )
 
 
 def keras_cache_dir() -> Path:
