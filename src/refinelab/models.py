@@ -223,26 +223,30 @@ def refinelab_base(path: str) -> keras.Model:
 
 def affine_channel_map(in_channels: int, out_channels: int, preprocess=None) -> tuple[np.ndarray, np.ndarray] | None:
     """(matrix, bias) of the per-pixel map from ``in_channels`` to a base's ``out_channels``, folding in
-    the grayscale<->RGB conversion and the base's (per-channel affine) ``preprocess_input``;
-    None when the map is the identity."""
+    the grayscale<->RGB conversion and the base's ``preprocess_input`` (a per-channel affine map in
+    every keras.applications base: scaling, mean subtraction, RGB->BGR); None for the identity."""
     if in_channels == out_channels:
-        convert = np.eye(in_channels, dtype="float32")
+        matrix = np.eye(in_channels, dtype="float32")
     elif in_channels == 1:
-        convert = np.ones((1, out_channels), dtype="float32")  # Gray -> the same value in R, G and B.
+        matrix = np.ones((1, out_channels), dtype="float32")  # Gray -> the same value in R, G and B.
     else:
-        convert = np.array([[0.299], [0.587], [0.114]], dtype="float32")  # ITU-R 601 luma, as PIL's "L".
+        matrix = np.array([[0.299], [0.587], [0.114]], dtype="float32")  # ITU-R 601 luma, as PIL's "L".
     bias = np.zeros(out_channels, dtype="float32")
     if preprocess is not None:
-        apply = lambda pixels: np.asarray(preprocess(pixels.reshape(1, 1, -1, out_channels).copy()), "float32")
-        bias = apply(np.zeros((1, out_channels), "float32")).reshape(-1)
-        columns = apply(np.eye(out_channels, dtype="float32")).reshape(out_channels, out_channels) - bias
-        probe = np.random.default_rng(0).uniform(0, 255, (16, out_channels)).astype("float32")
-        if not np.allclose(apply(probe).reshape(16, -1), probe @ columns + bias, atol=1e-3):
+
+        def preprocess_pixels(pixels: np.ndarray) -> np.ndarray:  # (n, channels) -> (n, channels)
+            batch = pixels.reshape(1, 1, -1, out_channels).astype("float32")  # preprocess_input may work in place
+            return np.asarray(preprocess(batch), dtype="float32").reshape(-1, out_channels)
+
+        bias = preprocess_pixels(np.zeros((1, out_channels)))[0]
+        columns = preprocess_pixels(np.eye(out_channels)) - bias
+        probe = np.random.default_rng(0).uniform(0, 255, (16, out_channels))
+        if not np.allclose(preprocess_pixels(probe), probe @ columns + bias, atol=1e-3):
             raise ValueError("the base's preprocess_input is not a per-channel affine map")
-        convert, bias = convert @ columns, bias
-    if np.array_equal(convert, np.eye(in_channels)) and not bias.any():
+        matrix = matrix @ columns
+    if matrix.shape == (in_channels, in_channels) and np.array_equal(matrix, np.eye(in_channels)) and not bias.any():
         return None
-    return convert, bias
+    return matrix, bias
 
 
 def adapt_input(images, size: Sequence[int], channels: int, preprocess=None):
@@ -281,6 +285,8 @@ def transfer_features(spec: TransferSpec, images, reg: Regularization):
         network, preprocess = imagenet_base(spec)
     base = keras.Model(network.input, network.output, name=BASE_MODEL_NAME)
     freeze_base(base, spec)
+    frozen = sum(not layer.trainable for layer in base.layers)
+    log.info("transfer base %s: %d of %d layers frozen", spec.base or spec.weights, frozen, len(base.layers))
     height, width, channels = base.input_shape[1:]
     features = base(adapt_input(images, (height, width), channels, preprocess))
     return head(features, spec, reg)
