@@ -1,4 +1,4 @@
-"""Stage train: build the selected architecture, fit it, save the model and its resolved params."""
+"""Stage train: build the selected architecture, fit it, save the model, its resolved params and its size."""
 
 import argparse
 
@@ -12,13 +12,17 @@ def main() -> None:
     parser.add_argument("prepared_dir", help="prepared data, for the validation split (data/prepared)")
     parser.add_argument("model_path", help="where to save the model (models/model.keras)")
     parser.add_argument("live_dir", help="dvclive folder for per-epoch metrics (metrics/train)")
+    parser.add_argument("model_metrics", help="parameter counts and layer list (metrics/model.json)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
 
+    from refinelab.fileio import write_json
+    from refinelab.models import model_summary
     from refinelab.training import train
 
-    train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir)
+    model = train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir)
+    write_json(args.model_metrics, model_summary(model))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def test_nested_typos_name_the_nested_key(raw_params):
 
 def test_resolved_params_hold_the_selected_architecture(raw_params):
     resolved = parse_params({**raw_params, "model": "bigger", "dropout": 0.25}).resolved()
-    assert resolved["architecture"] == {"type": "mlp", "hidden": [512, 128, 16], "batch_norm": False}
+    assert resolved["architecture"] == {
+        "type": "mlp", "hidden": [512, 128, 16], "batch_norm": False, "input_dropout": 0.0
+    }
     assert resolved["dropout"] == 0.25
     assert "architectures" not in resolved
 
@@ -59,7 +61,7 @@ def test_a_stage_with_bad_params_exits_with_a_message_not_a_traceback(tmp_path, 
 
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump({**raw_params, "dropout": 1.5}))
-    args = {"prepare": ["out", "data.json", "data"], "train": ["a", "b", "c", "d"]}[stage]
+    args = {"prepare": ["out", "data.json", "data"], "train": ["a", "b", "c", "d", "e"]}[stage]
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args, "--params", str(bad)],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
@@ -77,3 +79,68 @@ def test_params_validation_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def with_train(raw_params, **train):
+    params = copy.deepcopy(raw_params)
+    params["train"].update(train)
+    return params
+
+
+def with_architecture(raw_params, spec, **top):
+    params = copy.deepcopy(raw_params)
+    params["architectures"]["mine"] = spec
+    return {**params, "model": "mine", **top}
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda raw: with_train(raw, optimizer="adamw"), "train: optimizer adamw needs weight_decay > 0"),
+        (lambda raw: with_train(raw, nesterov=True), "train: nesterov applies to optimizer sgd only, not adam"),
+        (lambda raw: with_train(raw, lr_schedule="step"), "train.lr_schedule: Input should be 'constant', 'cosine'"),
+        (lambda raw: with_train(raw, class_weight="auto"), "train.class_weight: Input should be 'none' or 'balanced'"),
+        (lambda raw: with_train(raw, early_stopping={"patience": -1}), "train.early_stopping.patience: Input should"),
+        (lambda raw: with_train(raw, early_stopping={"patiense": 2}), "did you mean 'patience'?"),
+        (
+            lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenet"}),
+            "architectures.mine: base: required",
+        ),
+        (
+            lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg16", "weights": "m.keras"}),
+            "architectures.mine: base: leave it out when weights is a model file",
+        ),
+        (
+            lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenett"}),
+            "architectures.mine: weights: expected imagenet",
+        ),
+        (lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg19"}), "architectures.mine.base: Input should be"),
+        (
+            lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg16", "head_epochs": 1}),
+            "freeze: all leaves no base layer to fine-tune",
+        ),
+        (
+            lambda raw: with_architecture(
+                raw, {"type": "transfer", "base": "vgg16", "freeze": 5, "head_epochs": 3}, epochs=3
+            ),
+            "head_epochs: 3 leaves no fine-tuning epoch of epochs=3",
+        ),
+        (lambda raw: with_architecture(raw, {"type": "transfer", "base": "vgg16", "input_size": 16}), "input_size"),
+        (lambda raw: with_architecture(raw, {"type": "residual_cnn", "filters": [8], "stride": 2}), "mine.stride"),
+        (lambda raw: {**raw, "l1": -0.1}, "l1: Input should be greater than or equal to 0"),
+    ],
+)
+def test_training_and_transfer_params_are_checked(raw_params, make, message):
+    with pytest.raises(ParamsError) as caught:
+        parse_params(make(raw_params))
+    assert message in str(caught.value)
+
+
+def test_transfer_freeze_takes_all_none_or_a_layer_count(raw_params):
+    for freeze in ("all", "none", 40):
+        spec = {"type": "transfer", "base": "resnet50", "freeze": freeze, "weights": "none"}
+        assert parse_params(with_architecture(raw_params, spec)).architecture.freeze == freeze
+    spec = {"type": "transfer", "weights": "pretrained/cnn.keras", "freeze": "none", "head_epochs": 2,
+            "base_learning_rate": 1e-4}
+    architecture = parse_params(with_architecture(raw_params, spec)).architecture
+    assert architecture.pretrained_path == "pretrained/cnn.keras" and architecture.base is None

@@ -92,8 +92,40 @@ class AugmentParams(StrictModel):
     mode: Literal["none"] = "none"
 
 
+class EarlyStoppingParams(StrictModel):
+    # Epochs without improvement of `monitor` before training stops; 0 turns early stopping off.
+    patience: int = Field(0, ge=0)
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    # Keep the weights of the best epoch rather than the last one.
+    restore_best_weights: bool = True
+
+
 class TrainParams(StrictModel):
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    # Decoupled weight decay (AdamW's; Keras applies it the same way for adam and sgd).
+    weight_decay: float = Field(0.0, ge=0, lt=1)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    nesterov: bool = False  # sgd only
+    # Clip each gradient to this L2 norm; null = no clipping.
+    clipnorm: Optional[float] = Field(None, gt=0)
+    # constant | cosine (decays to 0 over all epochs) | plateau (multiply by plateau_factor after
+    # plateau_patience epochs without a better validation loss).
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_patience: int = Field(2, ge=1)
+    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
+    # Softened one-hot targets (0 = plain cross-entropy on integer labels).
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # none | balanced: weight each class by n_samples / (n_classes * its count) (scikit-learn's "balanced").
+    class_weight: Literal["none", "balanced"] = "none"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainParams:
+        if self.optimizer == "adamw" and self.weight_decay == 0:
+            raise ValueError("optimizer adamw needs weight_decay > 0 (without it, it is adam)")
+        if self.nesterov and self.optimizer != "sgd":
+            raise ValueError(f"nesterov applies to optimizer sgd only, not {self.optimizer}")
+        return self
 
 
 class PlotParams(StrictModel):
@@ -109,6 +141,8 @@ class MLPSpec(StrictModel):
     type: Literal["mlp"]
     hidden: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     batch_norm: bool = False
+    # Dropout on the input pixels (the "visible layer"), besides the top-level dropout after hidden layers.
+    input_dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class CNNSpec(StrictModel):
@@ -124,9 +158,73 @@ class CNNSpec(StrictModel):
     # How the last feature map becomes a vector: flatten it, or average it per channel.
     head_pooling: Literal["flatten", "avg"] = "flatten"
     dense: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128])
+    # Dropout after each conv block's pooling, besides the top-level dropout in the dense head.
+    block_dropout: float = Field(0.0, ge=0, lt=1)
 
 
-ArchitectureSpec = Annotated[Union[MLPSpec, CNNSpec], Field(discriminator="type")]
+class ResidualCNNSpec(StrictModel):
+    """A stem convolution, then one stage of ``blocks_per_stage`` residual blocks per entry of ``filters``
+    (each stage after the first halves the resolution), then a dense head."""
+
+    type: Literal["residual_cnn"]
+    filters: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    blocks_per_stage: int = Field(1, ge=1, le=8)
+    kernel_size: int = Field(3, ge=1, le=11)
+    padding: Literal["same"] = "same"  # A residual sum needs equal shapes.
+    batch_norm: bool = True
+    head_pooling: Literal["flatten", "avg"] = "avg"
+    dense: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+
+
+TRANSFER_WEIGHTS_HELP = "imagenet, none (random initialisation) or the path of a .keras model refinelab trained"
+
+
+class TransferSpec(StrictModel):
+    """A pretrained base as feature extractor (frozen, partly frozen or fine-tuned), then a new dense head.
+
+    ``weights`` is ``imagenet``, ``none``, or the path of a ``.keras`` model refinelab trained
+    (its layers up to the output layer become the base; ``base`` is then left out).
+    """
+
+    type: Literal["transfer"]
+    base: Optional[Literal["vgg16", "mobilenet_v2", "efficientnet_b0", "resnet50"]] = None
+    weights: str = "imagenet"
+    # Height = width the images are resized to for a keras.applications base (inside the model).
+    input_size: int = Field(96, ge=32, le=512)
+    # all | none | the number of base layers frozen from the bottom.
+    freeze: Union[Literal["all", "none"], Annotated[int, Field(ge=0)]] = "all"
+    head_pooling: Literal["flatten", "avg"] = "avg"
+    dense: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128])
+    batch_norm: bool = False  # in the head
+    # Learning rate of the unfrozen base layers (the head uses learning_rate); null = learning_rate.
+    base_learning_rate: Optional[float] = Field(None, gt=0, le=10)
+    # Two-phase schedule: train only the head (base frozen) for head_epochs, then fine-tune the
+    # unfrozen base layers with the head for the remaining epochs. 0 = one phase.
+    head_epochs: int = Field(0, ge=0)
+
+    @property
+    def pretrained_path(self) -> str | None:
+        return None if self.weights in ("imagenet", "none") else self.weights
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransferSpec:
+        if self.pretrained_path and self.base is not None:
+            raise ValueError(f"base: leave it out when weights is a model file ({self.weights!r})")
+        if not self.pretrained_path and self.base is None:
+            raise ValueError(
+                f"base: required (vgg16, mobilenet_v2, efficientnet_b0, resnet50) with weights: {self.weights}"
+            )
+        if self.pretrained_path and not self.weights.endswith(".keras"):
+            raise ValueError(f"weights: expected {TRANSFER_WEIGHTS_HELP}, got {self.weights!r}")
+        if self.freeze == "all" and (self.head_epochs or self.base_learning_rate is not None):
+            raise ValueError("freeze: all leaves no base layer to fine-tune; head_epochs and base_learning_rate need "
+                             "freeze: none or a number of layers")
+        return self
+
+
+ArchitectureSpec = Annotated[
+    Union[MLPSpec, CNNSpec, ResidualCNNSpec, TransferSpec], Field(discriminator="type")
+]
 
 
 class Params(StrictModel):
@@ -139,6 +237,7 @@ class Params(StrictModel):
     learning_rate: float = Field(gt=0, le=10)
     dropout: float = Field(ge=0, lt=1)
     l2: float = Field(ge=0, le=1)
+    l1: float = Field(0.0, ge=0, le=1)
     seed: int = Field(ge=0, le=2**31 - 1)
     data: DataParams = DataParams()
     h5: H5Params = H5Params()
@@ -158,6 +257,12 @@ class Params(StrictModel):
                 f"model: unknown architecture {self.model!r}; valid names: "
                 f"{', '.join(sorted(self.architectures))}"
             )
+        head_epochs = getattr(self.architecture, "head_epochs", 0)
+        if head_epochs >= self.epochs:
+            raise ValueError(
+                f"architectures.{self.model}.head_epochs: {head_epochs} leaves no fine-tuning epoch "
+                f"of epochs={self.epochs}"
+            )
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"dataset: unknown dataset {self.dataset!r}; valid names: {', '.join(DATASETS.names())}"
@@ -165,7 +270,7 @@ class Params(StrictModel):
         return self
 
     @property
-    def architecture(self) -> MLPSpec | CNNSpec:
+    def architecture(self) -> MLPSpec | CNNSpec | ResidualCNNSpec | TransferSpec:
         return self.architectures[self.model]
 
     def resolved(self) -> dict[str, Any]:
@@ -178,8 +283,8 @@ class Params(StrictModel):
 def _known_keys() -> set[str]:
     keys: set[str] = set()
     for model in (
-        Params, DataParams, AugmentParams, TrainParams, PlotParams, MLPSpec, CNNSpec,
-        H5Params, ImageFolderParams, FilenameLabelsParams,
+        Params, DataParams, AugmentParams, TrainParams, EarlyStoppingParams, PlotParams,
+        MLPSpec, CNNSpec, ResidualCNNSpec, TransferSpec, H5Params, ImageFolderParams, FilenameLabelsParams,
     ):
         keys.update(model.model_fields)
     return keys
@@ -188,14 +293,15 @@ def _known_keys() -> set[str]:
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     # Discriminated unions put the tag in the location ("architectures.x.mlp.hidden"): drop it.
-    location = location.replace(".mlp.", ".").replace(".cnn.", ".")
+    location = re.sub(r"\.(mlp|cnn|residual_cnn|transfer)(?=\.|$)", "", location, count=1)
     if error["type"] == "extra_forbidden":
         key = str(error["loc"][-1])
         close = difflib.get_close_matches(key, sorted(_known_keys()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{location}: unknown key{hint}"
     if error["type"] == "value_error":
-        return error["msg"].removeprefix("Value error, ")
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{location}: {message}" if location else message
     return f"{location}: {error['msg']} (got {json.dumps(error.get('input'), default=str)})"
 
 

@@ -40,6 +40,7 @@ class SplitWriter:
     def __init__(self, directory: Path, name: str, image_shape: tuple[int, ...]):
         self.directory, self.name, self.image_shape = Path(directory), name, tuple(image_shape)
         self.raw_path = self.directory / f".{name}_images.raw"
+        self.directory.mkdir(parents=True, exist_ok=True)
         self._raw = open(self.raw_path, "wb")
         self._labels: list[np.ndarray] = []
         self.count = 0

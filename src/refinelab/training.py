@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from sklearn.utils.class_weight import compute_class_weight
 
-from refinelab.config import Params
+from refinelab.config import Params, TrainParams
 from refinelab.fileio import atomic_path, write_json
-from refinelab.models import Regularization, build_model
+from refinelab.models import Regularization, build_model, freeze_base, transfer_base
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import load_meta, load_split
+from refinelab.registry import Registry
 
 log = logging.getLogger(__name__)
 RESOLVED_PARAMS_FILE = "params.json"
@@ -28,27 +33,153 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def learning_rate(params: Params, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate(
+    params: Params, steps_per_epoch: int, epochs: int | None = None
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """``learning_rate``, cosine-decayed to 0 over ``epochs`` (default: all of them) when asked.
+
+    ``plateau`` keeps it a plain number: ReduceLROnPlateau cannot change a schedule object.
+    """
     if params.train.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=params.epochs * steps_per_epoch)
+        decay_steps = (epochs or params.epochs) * steps_per_epoch
+        return keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=decay_steps)
     return params.learning_rate
 
 
+OptimizerBuilder = Callable[..., keras.optimizers.Optimizer]
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam")
+def adam(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(rate, weight_decay=train.weight_decay or None, **common)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
+    return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **common)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
+    return keras.optimizers.SGD(
+        rate, momentum=train.momentum, nesterov=train.nesterov, weight_decay=train.weight_decay or None, **common
+    )
+
+
+def make_optimizer(train: TrainParams, rate) -> keras.optimizers.Optimizer:
+    return OPTIMIZERS.get(train.optimizer)(train, rate, clipnorm=train.clipnorm)
+
+
+def scale_learning_rate(optimizer: keras.optimizers.Optimizer, variables, factor: float) -> None:
+    """Multiply the learning rate of ``variables`` (a transfer base's) by ``factor`` in ``optimizer``.
+
+    Keras optimizers have one learning rate; this wraps the instance's per-variable update, so
+    the optimizer saved with the model stays a plain Keras one that any Keras can load.
+    """
+    # The TensorFlow backend hands update_step the backing tf.Variable: match either.
+    scaled = {id(ref) for variable in variables for ref in (variable, getattr(variable, "value", variable))}
+    update_step = optimizer.update_step
+
+    def scaled_update_step(gradient, variable, rate):
+        return update_step(gradient, variable, rate * factor if id(variable) in scaled else rate)
+
+    optimizer.update_step = scaled_update_step
+
+
+def make_loss(train: TrainParams) -> keras.losses.Loss:
+    """Cross-entropy; label smoothing needs one-hot targets (see :func:`with_targets`)."""
+    if train.label_smoothing > 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def with_targets(dataset: tf.data.Dataset, train: TrainParams, num_classes: int) -> tf.data.Dataset:
+    """The labels :func:`make_loss`'s loss expects: integers as they are, or one-hot for label smoothing."""
+    if train.label_smoothing == 0:
+        return dataset
+
+    def one_hot(images, labels):
+        return images, tf.one_hot(labels, num_classes)
+
+    return dataset.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def class_weights(train: TrainParams, labels: np.ndarray) -> dict[int, float] | None:
+    """scikit-learn's "balanced" weight for each class present in ``labels``, or None."""
+    if train.class_weight == "none":
+        return None
+    classes = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=classes, y=labels)
+    return {int(label): float(weight) for label, weight in zip(classes, weights)}
+
+
 class TrainingTimer(keras.callbacks.Callback):
-    """Logs wall time and throughput to dvclive before its callback closes the run."""
+    """Logs wall time and throughput, summed over every fit (training phase), to dvclive."""
 
     def __init__(self, live: Live, train_images: int):
         super().__init__()
-        self.live, self.train_images, self.started = live, train_images, 0.0
+        self.live, self.train_images = live, train_images
+        self.started, self.seconds, self.epochs = 0.0, 0.0, 0
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
 
     def on_train_end(self, logs=None):
-        seconds = time.perf_counter() - self.started
-        epochs = len(self.model.history.epoch) if self.model.history else 0
-        self.live.summary["train_seconds"] = round(seconds, 2)
-        self.live.summary["images_per_second"] = round(self.train_images * epochs / max(seconds, 1e-9), 1)
+        self.seconds += time.perf_counter() - self.started
+        self.epochs += len(self.model.history.epoch) if self.model.history else 0
+        self.live.summary["train_seconds"] = round(self.seconds, 2)
+        self.live.summary["images_per_second"] = round(self.train_images * self.epochs / max(self.seconds, 1e-9), 1)
+
+
+def training_callbacks(train: TrainParams, live: Live, timer: TrainingTimer) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [timer]
+    if train.early_stopping.patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=train.early_stopping.monitor,
+                patience=train.early_stopping.patience,
+                restore_best_weights=train.early_stopping.restore_best_weights,
+            )
+        )
+    if train.lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=train.plateau_factor, patience=train.plateau_patience
+            )
+        )
+    return callbacks + [DVCLiveCallback(live=live)]  # Last: it logs what the others add (learning_rate).
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Epochs ``[first, last)`` of one fit, and whether a transfer model's base is frozen in it."""
+
+    name: str
+    first: int
+    last: int
+    base_frozen: bool
+
+
+def training_phases(params: Params) -> list[Phase]:
+    """One phase, or the two-phase transfer schedule: the head alone, then fine-tuning."""
+    head_epochs = getattr(params.architecture, "head_epochs", 0)
+    if head_epochs:
+        return [Phase("head", 0, head_epochs, True), Phase("fine-tune", head_epochs, params.epochs, False)]
+    return [Phase("train", 0, params.epochs, False)]
+
+
+def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_per_epoch: int) -> None:
+    """Set what trains in ``phase``; compile with a fresh optimizer and learning-rate schedule."""
+    base = transfer_base(model)
+    if base is not None:
+        base.trainable = True
+        freeze_base(base, params.architecture, everything=phase.base_frozen)
+    optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first))
+    base_rate = getattr(params.architecture, "base_learning_rate", None)
+    if base is not None and base_rate is not None and not phase.base_frozen:
+        scale_learning_rate(optimizer, base.trainable_variables, base_rate / params.learning_rate)
+    model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"])
 
 
 def train(
@@ -57,35 +188,40 @@ def train(
     """Fit the model on ``train_dir``'s train split, validating on the prepared validation split."""
     seed_everything(params.seed)
     meta = load_meta(prepared_dir)
+    num_classes = len(meta["class_names"])
     train_split = load_split(train_dir, "train")
     validation_split = load_split(prepared_dir, "validation")
     train_data = make_dataset(train_split, params.batch_size, shuffle=True, seed=params.seed)
     validation_data = make_dataset(validation_split, params.batch_size)
+    train_data = with_targets(train_data, params.train, num_classes)
+    validation_data = with_targets(validation_data, params.train, num_classes)
 
     model = build_model(
         params.architecture,
         input_shape=meta["image_shape"],
-        num_classes=len(meta["class_names"]),
-        reg=Regularization(dropout=params.dropout, l2=params.l2),
+        num_classes=num_classes,
+        reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
         name=params.model,
     )
     steps_per_epoch = -(-len(train_split) // params.batch_size)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(params, steps_per_epoch)),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
     log.info("training %s (%d parameters) on %d images", params.model, model.count_params(), len(train_split))
 
-    live = Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False)
-    model.fit(
-        train_data,
-        validation_data=validation_data,
-        epochs=params.epochs,
-        callbacks=[TrainingTimer(live, len(train_split)), DVCLiveCallback(live=live)],
-        shuffle=False,  # The tf.data pipeline shuffles, seeded.
-        verbose=2,
-    )
+    # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+        timer = TrainingTimer(live, len(train_split))
+        for phase in training_phases(params):
+            compile_for_phase(model, params, phase, steps_per_epoch)
+            log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, phase.last)
+            model.fit(
+                train_data,
+                validation_data=validation_data,
+                initial_epoch=phase.first,
+                epochs=phase.last,
+                callbacks=training_callbacks(params.train, live, timer),
+                class_weight=class_weights(params.train, train_split.labels),
+                shuffle=False,  # The tf.data pipeline shuffles, seeded.
+                verbose=2,
+            )
     save_model(model, model_path, resolved_params(params, meta))
     return model
 

@@ -1,0 +1,201 @@
+"""The train stage's work on tiny synthetic prepared data: knobs, reproducibility, pretrain-then-transfer."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+from refinelab.config import parse_params
+from refinelab.prepared import SPLITS, save_meta, save_split
+
+TIMING_KEYS = {"train_seconds", "images_per_second"}
+
+
+def write_prepared(directory, image_shape, num_classes, counts=(96, 32, 32), seed=0):
+    """A prepared dataset whose classes differ by a bright horizontal band: learnable in one epoch."""
+    rng = np.random.default_rng(seed)
+    band = image_shape[0] // num_classes
+    for split, count in zip(SPLITS, counts):
+        labels = np.arange(count) % num_classes
+        images = rng.integers(0, 60, size=(count, *image_shape))
+        for label in range(num_classes):
+            images[labels == label, label * band : (label + 1) * band] += 150
+        save_split(directory, split, images.astype(np.uint8), labels)
+    color_mode = "grayscale" if image_shape[-1] == 1 else "rgb"
+    save_meta(directory, {
+        "dataset": "synthetic",
+        "class_names": [f"class{label}" for label in range(num_classes)],
+        "image_shape": list(image_shape),
+        "preprocessing": {"image_size": list(image_shape[:2]), "color_mode": color_mode, "resize": "crop"},
+    })
+    return directory
+
+
+def tiny_params(changes=None, train=None, architectures=None):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw.update({"epochs": 1, "batch_size": 16, **(changes or {})})
+    raw["train"].update(train or {})
+    raw["architectures"].update(architectures or {})
+    return parse_params(raw)
+
+
+def run_training(params, prepared, out):
+    from refinelab.training import train
+
+    model = train(params, prepared, prepared, out / "model.keras", out / "live")
+    return model, json.loads((out / "live" / "metrics.json").read_text())
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_differs(tmp_path):
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3)
+    runs = {}
+    for run, seed in (("first", 7), ("again", 7), ("other", 8)):
+        _, metrics = run_training(tiny_params({"seed": seed, "model": "cnn_bn"}), prepared, tmp_path / run)
+        runs[run] = {key: value for key, value in metrics.items() if key not in TIMING_KEYS}
+    assert runs["first"] == runs["again"]  # To the last digit.
+    assert runs["first"]["train"] != runs["other"]["train"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A small CNN trained (with batch norm) on a 16x16 grayscale, 4-class dataset: the model to transfer."""
+    root = tmp_path_factory.mktemp("pretrain")
+    prepared = write_prepared(root / "prepared", (16, 16, 1), 4, seed=1)
+    params = tiny_params(
+        {"model": "small_cnn"},
+        architectures={"small_cnn": {"type": "cnn", "filters": [8, 16], "batch_norm": True, "dense": [16]}},
+    )
+    run_training(params, prepared, root)
+    return root / "model.keras"
+
+
+def transfer_params(pretrained_path, **spec):
+    return tiny_params(
+        {"model": "mine", "learning_rate": 0.01, "epochs": spec.pop("epochs", 1)},
+        architectures={"mine": {"type": "transfer", "weights": str(pretrained_path), "dense": [8], **spec}},
+    )
+
+
+def base_weight_change(pretrained_path, transferred) -> float:
+    """The largest change of any base weight, layer by layer, against the pretrained model."""
+    import keras
+
+    original = keras.models.load_model(pretrained_path)
+    base = transferred.get_layer("base")
+    changes = [
+        np.abs(after - before).max()
+        for layer in base.layers
+        for after, before in zip(layer.get_weights(), original.get_layer(layer.name).get_weights())
+    ]
+    assert changes, "the base has no weights to compare"
+    return float(max(changes))
+
+
+def test_pretrain_then_transfer_keeps_the_frozen_base_and_trains_the_head(tmp_path, pretrained):
+    import keras
+
+    # Another dataset: 20x20 RGB with 3 classes; the model resizes it and makes it grayscale for the base.
+    prepared = write_prepared(tmp_path / "prepared", (20, 20, 3), 3, seed=2)
+    params = transfer_params(pretrained, freeze="all")
+    model, metrics = run_training(params, prepared, tmp_path / "run")
+
+    assert base_weight_change(pretrained, model) == 0.0
+    assert np.isfinite(metrics["train"]["loss"])
+    reloaded = keras.models.load_model(tmp_path / "run" / "model.keras")  # As evaluate loads it.
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 20, 20, 3)).astype("float32")
+    probabilities = reloaded.predict(images, verbose=0)
+    assert probabilities.shape == (4, 3)
+    np.testing.assert_allclose(probabilities, model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    # The base's features go into the new head: only the head (and nothing of the base) is trainable.
+    assert reloaded.get_layer("base").trainable_weights == []
+    assert reloaded.get_layer("classes").output.shape[-1] == 3
+
+
+@pytest.mark.parametrize("base_learning_rate, moves", [(None, True), (1e-9, False)])
+def test_two_phase_fine_tuning_uses_the_base_learning_rate(tmp_path, pretrained, base_learning_rate, moves):
+    prepared = write_prepared(tmp_path / "prepared", (16, 16, 1), 3, seed=3)
+    spec = {"freeze": "none", "head_epochs": 1, "epochs": 2}
+    if base_learning_rate is not None:
+        spec["base_learning_rate"] = base_learning_rate
+    model, metrics = run_training(transfer_params(pretrained, **spec), prepared, tmp_path / "run")
+
+    change = base_weight_change(pretrained, model)
+    # Adam moves each weight by about the learning rate per step: 0.01 for the base, or 1e-9.
+    assert (change > 1e-3) if moves else (change < 1e-6), change
+    assert metrics["step"] == 1  # Two epochs, one dvclive run: the fine-tune phase continues the steps.
+
+
+def test_training_knobs_reach_the_saved_model(tmp_path):
+    import keras
+
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3)
+    train = {
+        "optimizer": "sgd", "nesterov": True, "momentum": 0.8, "clipnorm": 1.0, "lr_schedule": "plateau",
+        "plateau_patience": 1, "early_stopping": {"patience": 1}, "label_smoothing": 0.1, "class_weight": "balanced",
+    }
+    params = tiny_params({"model": "smaller", "epochs": 2, "l1": 1e-5}, train=train)
+    _, metrics = run_training(params, prepared, tmp_path / "run")
+
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.optimizer.nesterov and model.optimizer.momentum == pytest.approx(0.8)
+    assert model.optimizer.clipnorm == pytest.approx(1.0)
+    assert isinstance(model.loss, keras.losses.CategoricalCrossentropy) and model.loss.label_smoothing == 0.1
+    assert isinstance(model.get_layer("dense1").kernel_regularizer, keras.regularizers.L1)
+    assert {"loss", "accuracy", "learning_rate"} <= set(metrics["train"])  # ReduceLROnPlateau logs the rate.
+
+
+def test_callbacks_follow_the_params(tmp_path):
+    import keras
+    from dvclive import Live
+
+    from refinelab.training import TrainingTimer, training_callbacks
+
+    train = tiny_params(train={
+        "lr_schedule": "plateau", "plateau_factor": 0.2, "plateau_patience": 3,
+        "early_stopping": {"patience": 4, "monitor": "val_accuracy", "restore_best_weights": False},
+    }).train
+    with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        callbacks = training_callbacks(train, live, TrainingTimer(live, 10))
+    stopping = next(cb for cb in callbacks if isinstance(cb, keras.callbacks.EarlyStopping))
+    assert (stopping.patience, stopping.monitor, stopping.restore_best_weights) == (4, "val_accuracy", False)
+    plateau = next(cb for cb in callbacks if isinstance(cb, keras.callbacks.ReduceLROnPlateau))
+    assert (plateau.factor, plateau.patience) == (0.2, 3)
+    default = tiny_params().train
+    assert not any(
+        isinstance(cb, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))
+        for cb in training_callbacks(default, live, TrainingTimer(live, 10))
+    )
+
+
+def test_balanced_class_weights_and_label_smoothing_targets():
+    import tensorflow as tf
+
+    from refinelab.training import class_weights, with_targets
+
+    balanced = tiny_params(train={"class_weight": "balanced", "label_smoothing": 0.1}).train
+    weights = class_weights(balanced, np.array([0, 0, 0, 1, 2, 2]))
+    assert weights == pytest.approx({0: 6 / 9, 1: 2.0, 2: 1.0})
+    assert class_weights(tiny_params().train, np.array([0, 1])) is None
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 4, 4, 1), "float32"), np.array([2, 0]))).batch(2)
+    _, one_hot = next(iter(with_targets(dataset, balanced, 3)))
+    np.testing.assert_array_equal(one_hot.numpy(), [[0, 0, 1], [1, 0, 0]])
+    _, labels = next(iter(with_targets(dataset, tiny_params().train, 3)))
+    np.testing.assert_array_equal(labels.numpy(), [2, 0])
+
+
+def test_default_training_is_adam_with_cosine_decay():
+    import keras
+
+    from refinelab.training import learning_rate, make_loss, make_optimizer
+
+    params = tiny_params({"epochs": 8})
+    rate = learning_rate(params, steps_per_epoch=10)
+    assert isinstance(rate, keras.optimizers.schedules.CosineDecay) and rate.decay_steps == 80
+    optimizer = make_optimizer(params.train, rate)
+    assert type(optimizer) is keras.optimizers.Adam and optimizer.weight_decay is None and optimizer.clipnorm is None
+    assert isinstance(make_loss(params.train), keras.losses.SparseCategoricalCrossentropy)
+    adamw = make_optimizer(tiny_params(train={"optimizer": "adamw", "weight_decay": 0.01}).train, 0.001)
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == pytest.approx(0.01)
