@@ -109,3 +109,20 @@ def plot_all(
         prediction_grid(test.images, test.labels, probabilities, class_names, grid_size),
         out_dir / "test_predictions.png",
     )
+
+
+def image_grid(images: list[np.ndarray], titles: list[str], columns: int, title: str) -> plt.Figure:
+    """uint8 HxWxC images in rows of ``columns``, each with a small title."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.45 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= len(images):
+            continue
+        image = images[index]
+        grayscale = image.shape[-1] == 1
+        axis.imshow(image[..., 0] if grayscale else image, cmap="gray" if grayscale else None, vmin=0, vmax=255)
+        axis.set_title(titles[index], fontsize=6)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -12,6 +12,7 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from refinelab.augmentation import online_augmenter
 from refinelab.config import Params
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model
@@ -59,7 +60,9 @@ def train(
     meta = load_meta(prepared_dir)
     train_split = load_split(train_dir, "train")
     validation_split = load_split(prepared_dir, "validation")
-    train_data = make_dataset(train_split, params.batch_size, shuffle=True, seed=params.seed)
+    train_data = make_dataset(
+        train_split, params.batch_size, shuffle=True, seed=params.seed, augment=online_augmenter(params)
+    )
     validation_data = make_dataset(validation_split, params.batch_size)
 
     model = build_model(
