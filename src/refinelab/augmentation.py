@@ -173,7 +173,7 @@ def build_augmenter(
     """The ops ``names`` in turn, then a clip to 0-255; each op seeded from ``seed`` and its position."""
     seeds = np.random.SeedSequence([seed, len(names)]).generate_state(len(names))
     ops = [AUGMENTATIONS.get(name)(settings, int(op_seed), online) for name, op_seed in zip(names, seeds)]
-    return layers.Pipeline([*ops, ImageTransform(clip_to_pixels, name="clip")], name="+".join(names) or "identity")
+    return layers.Pipeline([*ops, ImageTransform(clip_to_pixels, name="clip")], name="-".join(names) or "identity")
 
 
 def online_augmenter(params: Params) -> keras.layers.Pipeline | None:
