@@ -73,11 +73,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset_dir", type=Path, help="the chihuahua-muffin folder")
     parser.add_argument("--params", default="params.yaml", help="params.yaml to take presets and defaults from")
-    parser.add_argument("--models", nargs="+", default=["baseline", "cnn_bn"])
+    parser.add_argument("--models", nargs="+", default=["baseline", "cnn"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64, help="images are made size x size RGB")
+    parser.add_argument("--epochs", type=int, default=100, help="the study trained 100 epochs")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--size", type=int, default=64, help="images are made size x size")
+    parser.add_argument("--color-mode", choices=["grayscale", "rgb"], default="grayscale",
+                        help="the study used grayscale")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     parser.add_argument("--figures", type=Path, help="keep the augment stage's sample grids here")
     args = parser.parse_args()
@@ -86,7 +88,7 @@ def main() -> None:
     from refinelab.augmentation import augment, invert, rotate90
     from refinelab.prepared import save_meta, save_split
 
-    preprocessing = Preprocessing((args.size, args.size), "rgb", "crop")
+    preprocessing = Preprocessing((args.size, args.size), args.color_mode, "crop")
     train_images, train_labels = load_folder(args.dataset_dir, preprocessing)
     test_images, test_labels = load_folder(args.dataset_dir / "test_set", preprocessing)
     log.info("train %s per class, test %s per class", np.bincount(train_labels), np.bincount(test_labels))
