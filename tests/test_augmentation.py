@@ -151,7 +151,7 @@ def collect(dataset):
 
 def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
     params = params_with(raw_params, mode="online")
-    split = Split(gradient_images(count=40), np.arange(40, dtype=np.int64))
+    split = Split(gradient_images(count=160), np.arange(160, dtype=np.int64))
 
     def training_epochs(augmenter):
         dataset = make_dataset(split, 8, shuffle=False, augment=augmenter)

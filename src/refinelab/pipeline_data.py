@@ -37,5 +37,8 @@ def make_dataset(
         dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
-        dataset = dataset.map(lambda images, labels: (augment(images), labels), num_parallel_calls=tf.data.AUTOTUNE)
+        # One call at a time: the random layers draw from stateful seed generators, and parallel calls
+        # would take the draws in a varying order (same seed, different images). Each call transforms a
+        # whole batch with multi-threaded ops, and the prefetch below overlaps it with training.
+        dataset = dataset.map(lambda images, labels: (augment(images), labels))
     return dataset.prefetch(tf.data.AUTOTUNE)
