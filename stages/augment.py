@@ -1,4 +1,4 @@
-"""Stage augment: write the training set that train reads (data/augmented) and its summary metrics."""
+"""Stage augment: write the training set that train reads (data/augmented), its summary metrics and sample grids."""
 
 import argparse
 
@@ -11,6 +11,7 @@ def main() -> None:
     parser.add_argument("prepared_dir", help="prepare's output (data/prepared)")
     parser.add_argument("out_dir", help="folder for the training split to use (data/augmented)")
     parser.add_argument("metrics_file", help="summary of the augmented set (metrics/augment.json)")
+    parser.add_argument("figures_dir", help="folder for the grids of augmented samples (metrics/augment)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
@@ -18,7 +19,7 @@ def main() -> None:
     from refinelab.augmentation import augment
     from refinelab.fileio import write_json
 
-    write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir))
+    write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir, args.figures_dir))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,333 @@
-"""The augment stage's work. With ``augment.mode: none`` the training split passes through unchanged."""
+"""The augmentation registry and the augment stage's work.
+
+Every op in ``params.yaml``'s ``augment:`` section is ONE Keras preprocessing layer, built by the
+registry below, and that same layer serves both modes:
+
+- offline: the augment stage runs it once over the training split and appends the transformed
+  copies to the originals (``data/augmented``), seeded, so the set is reproducible;
+- online: :func:`online_augmenter` chains the layers into a ``keras.layers.Pipeline`` that the
+  training input pipeline (``tf.data``) applies to every training batch, drawn afresh each epoch.
+  It is not part of the model, so evaluation and prediction never see it.
+
+Images are float32 in 0-255 inside the ops; every chain ends by clipping back to that range.
+"""
 
 from __future__ import annotations
 
 import logging
-import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from refinelab.config import Params
+import keras
+import numpy as np
+from keras import layers
+from numpy.lib.format import open_memmap
+
+from refinelab.config import AugmentParams, Params
+from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_dir
-from refinelab.prepared import load_split
+from refinelab.prepared import Split, load_meta, load_split
+from refinelab.registry import Registry
 
 log = logging.getLogger(__name__)
 
+PIXEL_MAX = 255.0
+# Online, a fixed transform (invert, rotate90, a flip) is applied to this fraction of the images.
+ONLINE_FIXED_RATE = 0.5
+OFFLINE_CHUNK = 512  # Images transformed at a time when writing offline copies.
 
-def augment(params: Params, prepared_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
-    """Write the training split that train will read to ``out_dir``; return its summary."""
+
+class ImageTransform(layers.Layer):
+    """A fixed (not random) transform of an image batch, applied to every image or to a seeded random
+    ``rate`` fraction of them."""
+
+    def __init__(self, transform: Callable, rate: float = 1.0, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.transform, self.rate = transform, rate
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        transformed = self.transform(images)
+        if self.rate >= 1:
+            return transformed
+        batch = keras.ops.shape(images)[0]
+        chosen = keras.random.uniform((batch, 1, 1, 1), seed=self.generator) < self.rate
+        return keras.ops.where(chosen, transformed, images)
+
+
+class PixelNoise(layers.Layer):
+    """Additive Gaussian noise with ``stddev`` in pixel units (Keras' GaussianNoise caps stddev at 1)."""
+
+    def __init__(self, stddev: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.stddev = stddev
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training:
+            return images
+        return images + keras.random.normal(keras.ops.shape(images), stddev=self.stddev, seed=self.generator)
+
+
+def invert(images):
+    return PIXEL_MAX - images
+
+
+def rotate90(images):
+    """A quarter turn anticlockwise (exact: pixels move, none are interpolated)."""
+    return keras.ops.rot90(images, k=1, axes=(1, 2))
+
+
+def flip_horizontal(images):
+    return keras.ops.flip(images, axis=2)
+
+
+def flip_vertical(images):
+    return keras.ops.flip(images, axis=1)
+
+
+def clip_to_pixels(images):
+    return keras.ops.clip(images, 0.0, PIXEL_MAX)
+
+
+# name -> builder(settings, seed, online) -> one Keras layer acting on float NHWC batches in 0-255.
+OpBuilder = Callable[[AugmentParams, int, bool], layers.Layer]
+AUGMENTATIONS: Registry[OpBuilder] = Registry("augmentation")
+
+
+def _register_fixed(name: str, transform: Callable) -> None:
+    @AUGMENTATIONS.register(name)
+    def build(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+        return ImageTransform(transform, rate=ONLINE_FIXED_RATE if online else 1.0, seed=seed, name=name)
+
+
+for _name, _transform in (
+    ("invert", invert), ("rotate90", rotate90), ("flip_horizontal", flip_horizontal), ("flip_vertical", flip_vertical)
+):
+    _register_fixed(_name, _transform)
+
+
+@AUGMENTATIONS.register("rotation")
+def rotation(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return layers.RandomRotation(settings.rotation / 360, fill_mode=settings.fill_mode, seed=seed, name="rotation")
+
+
+@AUGMENTATIONS.register("zoom")
+def zoom(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return layers.RandomZoom(settings.zoom, fill_mode=settings.fill_mode, seed=seed, name="zoom")
+
+
+@AUGMENTATIONS.register("shear")
+def shear(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return layers.RandomShear(settings.shear, settings.shear, fill_mode=settings.fill_mode, seed=seed, name="shear")
+
+
+@AUGMENTATIONS.register("shift")
+def shift(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return layers.RandomTranslation(settings.shift, settings.shift, fill_mode=settings.fill_mode, seed=seed, name="shift")
+
+
+@AUGMENTATIONS.register("brightness")
+def brightness(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return layers.RandomBrightness(settings.brightness, value_range=(0, PIXEL_MAX), seed=seed, name="brightness")
+
+
+@AUGMENTATIONS.register("contrast")
+def contrast(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return layers.RandomContrast(settings.contrast, value_range=(0, PIXEL_MAX), seed=seed, name="contrast")
+
+
+@AUGMENTATIONS.register("noise")
+def noise(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    return PixelNoise(settings.noise * PIXEL_MAX, seed=seed, name="noise")
+
+
+@AUGMENTATIONS.register("cutout")
+def cutout(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
+    # factor=(1, 1): every image gets one erased rectangle, filled black.
+    return layers.RandomErasing(
+        factor=(1.0, 1.0), scale=(0.02, settings.cutout), fill_value=0.0, value_range=(0, PIXEL_MAX), seed=seed,
+        name="cutout",
+    )
+
+
+# Which settings each op reads (reported in metrics/augment.json).
+OP_SETTINGS = {
+    "rotation": ("rotation", "fill_mode"), "zoom": ("zoom", "fill_mode"), "shear": ("shear", "fill_mode"),
+    "shift": ("shift", "fill_mode"), "brightness": ("brightness",), "contrast": ("contrast",),
+    "noise": ("noise",), "cutout": ("cutout",),
+}
+
+
+def op_names(entry: str | Sequence[str]) -> list[str]:
+    """An offline entry is one op name or a list of them."""
+    return [entry] if isinstance(entry, str) else list(entry)
+
+
+def build_augmenter(
+    names: Sequence[str], settings: AugmentParams, seed: int, online: bool
+) -> keras.layers.Pipeline:
+    """The ops ``names`` in turn, then a clip to 0-255; each op seeded from ``seed`` and its position."""
+    seeds = np.random.SeedSequence([seed, len(names)]).generate_state(len(names))
+    ops = [AUGMENTATIONS.get(name)(settings, int(op_seed), online) for name, op_seed in zip(names, seeds)]
+    return layers.Pipeline([*ops, ImageTransform(clip_to_pixels, name="clip")], name="-".join(names) or "identity")
+
+
+def online_augmenter(params: Params) -> keras.layers.Pipeline | None:
+    """The training-batch augmentation for ``make_dataset``, or None when ``augment.mode`` has none."""
+    if params.augment.mode not in ("online", "both") or not params.augment.online:
+        return None
+    return build_augmenter(params.augment.online, params.augment, params.seed, online=True)
+
+
+def offline_augmenters(params: Params) -> list[keras.layers.Pipeline]:
+    """One augmenter per offline copy: ``copies`` per entry, each with its own seed."""
+    settings = params.augment
+    return [
+        build_augmenter(op_names(entry), settings, params.seed + 1 + index * settings.copies + copy, online=False)
+        for index, entry in enumerate(settings.offline)
+        for copy in range(settings.copies)
+    ]
+
+
+def apply_to_uint8(augmenter: Callable, images: np.ndarray) -> np.ndarray:
+    """Run an augmenter over uint8 images; rounds back to uint8."""
+    transformed = keras.ops.convert_to_numpy(augmenter(images.astype(np.float32)))
+    return np.rint(transformed).astype(np.uint8)
+
+
+def check_shapes_kept(names: Sequence[str], image_shape: Sequence[int]) -> None:
+    height, width = image_shape[:2]
+    if "rotate90" in names and height != width:
+        raise ParamsError(f"augment: rotate90 needs square images; these are {height}x{width} (set data.image_size)")
+
+
+def write_offline(source: Split, augmenters: Sequence[Callable], out_dir: Path) -> int:
+    """Write the originals followed by one transformed copy per augmenter; returns the image count.
+
+    The output is written chunk by chunk into memory-mapped ``.npy`` files, so many copies of a large
+    set never sit in RAM together. Copy ``k`` of image ``i`` is at ``(k + 1) * len(source) + i``.
+    """
+    count = len(source)
+    total = count * (1 + len(augmenters))
+    images = open_memmap(out_dir / "train_images.npy", mode="w+", dtype=np.uint8, shape=(total, *source.images.shape[1:]))
+    labels = np.tile(source.labels.astype(np.int64), 1 + len(augmenters))
+    images[:count] = source.images
+    for block, augmenter in enumerate(augmenters, start=1):
+        for start in range(0, count, OFFLINE_CHUNK):
+            stop = min(start + OFFLINE_CHUNK, count)
+            images[block * count + start: block * count + stop] = apply_to_uint8(augmenter, source.images[start:stop])
+        log.info("offline copy %d/%d (%s) written", block, len(augmenters), augmenter.name)
+    images.flush()
+    del images
+    np.save(out_dir / "train_labels.npy", labels)
+    return total
+
+
+def summary(params: Params, source_images: int, train_images: int) -> dict[str, Any]:
+    """What ``dvc exp show`` shows beside accuracy: sizes, the active ops and their settings."""
+    settings = params.augment
+    offline = settings.mode in ("offline", "both")
+    online = settings.mode in ("online", "both")
+    offline_entries = ["+".join(op_names(entry)) for entry in settings.offline] if offline else []
+    active = {name for entry in settings.offline for name in op_names(entry)} if offline else set()
+    active |= set(settings.online) if online else set()
+    return {
+        "mode": settings.mode,
+        "source_images": source_images,
+        "train_images": train_images,
+        "factor": round(train_images / max(source_images, 1), 4),
+        "offline": ",".join(offline_entries),
+        "copies": settings.copies if offline else 0,
+        "online": ",".join(settings.online) if online else "",
+        "settings": {key: getattr(settings, key) for name in sorted(active) for key in OP_SETTINGS.get(name, ())},
+    }
+
+
+def augment(params: Params, prepared_dir: str | Path, out_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
+    """Write the training split that train will read to ``out_dir``, draw sample grids; return the summary."""
     prepared_dir = Path(prepared_dir)
-    train = load_split(prepared_dir, "train")
+    source = load_split(prepared_dir, "train")
+    image_shape = source.images.shape[1:]
+    offline = params.augment.mode in ("offline", "both")
+    for names in [op_names(entry) for entry in params.augment.offline] if offline else []:
+        check_shapes_kept(names, image_shape)
+    check_shapes_kept(params.augment.online, image_shape)
+    augmenters = offline_augmenters(params) if offline else []
     with atomic_dir(out_dir) as staging:
-        for suffix in ("images", "labels"):
-            shutil.copyfile(prepared_dir / f"train_{suffix}.npy", staging / f"train_{suffix}.npy")
-    summary = {"mode": params.augment.mode, "train_images": len(train), "source_images": len(train)}
-    log.info("augment mode %s: %d training images", params.augment.mode, len(train))
-    return summary
+        total = write_offline(source, augmenters, staging)
+        augmented = load_split(staging, "train")
+        draw_samples(params, source, augmented, load_meta(prepared_dir)["class_names"], figures_dir)
+    log.info("augment mode %s: %d training images from %d", params.augment.mode, total, len(source))
+    return summary(params, len(source), total)
+
+
+SAMPLE_GRID = 10  # The one-image grid is SAMPLE_GRID x SAMPLE_GRID.
+SAMPLES_PER_CLASS = 2
+ONLINE_VERSIONS_PER_SAMPLE = 3
+
+
+def preview_augmenter(params: Params) -> tuple[keras.layers.Pipeline | None, str]:
+    """The online augmenter; with ``mode: offline`` or ``none``, the online ops as a preview."""
+    settings = params.augment
+    if not settings.online:
+        return None, ""
+    active = settings.mode in ("online", "both")
+    label = "online" if active else f"online preview (inactive, mode {settings.mode})"
+    return build_augmenter(settings.online, settings, params.seed, online=True), label
+
+
+def draw_samples(params: Params, source: Split, augmented: Split, class_names: list[str], figures_dir: str | Path) -> None:
+    """Two PNGs: one training image in many augmented versions, and a few images per class with theirs.
+
+    Offline versions are read back from the written set, so the grid shows exactly what train gets.
+    """
+    from refinelab.plotting import image_grid, save_figure  # Deferred: matplotlib only where drawn.
+
+    figures_dir = Path(figures_dir)
+    count = len(source)
+    copies = len(augmented) // max(count, 1) - 1
+    offline_names = [
+        "+".join(op_names(entry)) for entry in params.augment.offline for _ in range(params.augment.copies)
+    ][:copies]
+    online, online_label = preview_augmenter(params)
+    if count == 0:
+        return
+
+    versions = SAMPLE_GRID * SAMPLE_GRID - 1
+    if online is not None:
+        repeated = np.repeat(source.images[:1], versions, axis=0)
+        images, label = list(apply_to_uint8(online, repeated)), online_label
+    elif copies:
+        images = [augmented.images[(1 + index % copies) * count] for index in range(versions)]
+        label = "offline copies"
+    else:
+        images, label = [], "no augmentation"
+    save_figure(
+        image_grid([source.images[0], *images], ["original"] + [label.split(" ")[0]] * len(images),
+                   f"One training image ({class_names[source.labels[0]]}), augmented: {label}", columns=SAMPLE_GRID),
+        figures_dir / "augmented_one_image.png",
+    )
+
+    per_class_images, titles = [], []
+    for class_index, class_name in enumerate(class_names[:10]):
+        for index in np.flatnonzero(source.labels == class_index)[:SAMPLES_PER_CLASS]:
+            per_class_images.append(source.images[index])
+            titles.append(f"{class_name}")
+            for block, name in enumerate(offline_names, start=1):
+                per_class_images.append(augmented.images[block * count + index])
+                titles.append(name)
+            if online is not None:
+                repeated = np.repeat(source.images[index: index + 1], ONLINE_VERSIONS_PER_SAMPLE, axis=0)
+                per_class_images.extend(apply_to_uint8(online, repeated))
+                titles.extend(["online"] * ONLINE_VERSIONS_PER_SAMPLE)
+    columns = SAMPLES_PER_CLASS * (1 + len(offline_names) + (ONLINE_VERSIONS_PER_SAMPLE if online is not None else 0))
+    save_figure(
+        image_grid(per_class_images, titles,
+                   f"Training images per class and their augmented versions (mode {params.augment.mode})",
+                   columns=min(columns, 16)),
+        figures_dir / "augmented_per_class.png",
+    )

@@ -88,8 +88,36 @@ class FilenameLabelsParams(StrictModel):
         return self
 
 
+# The augmentation ops (the registry in refinelab.augmentation builds them; a test keeps the two in step).
+AugmentOp = Literal[
+    "invert", "rotate90", "flip_horizontal", "flip_vertical",
+    "rotation", "zoom", "shear", "shift", "brightness", "contrast", "noise", "cutout",
+]
+
+
 class AugmentParams(StrictModel):
-    mode: Literal["none"] = "none"
+    """Offline copies and on-the-fly augmentation of the training split (never validation or test)."""
+
+    # none | offline (enlarge the training set once) | online (transform every batch) | both.
+    mode: Literal["none", "offline", "online", "both"] = "none"
+    # Offline: per entry (an op, or a list of ops applied in turn), `copies` transformed copies of every image.
+    offline: list[Union[AugmentOp, list[AugmentOp]]] = Field(default_factory=lambda: ["invert", "rotate90"])
+    copies: int = Field(1, ge=1, le=100)
+    # Online: ops applied in turn to every training batch, drawn afresh each epoch.
+    online: list[AugmentOp] = Field(
+        default_factory=lambda: ["rotation", "zoom", "shear", "shift", "flip_horizontal"]
+    )
+    # Strengths, shared by both modes.
+    rotation: float = Field(10.0, ge=0, le=180)  # max degrees, either way
+    zoom: float = Field(0.1, ge=0, lt=1)  # max fraction in or out
+    shear: float = Field(0.1, ge=0, le=1)  # max fraction of the image sheared across, either axis
+    shift: float = Field(0.1, ge=0, lt=1)  # max fraction of height and width
+    brightness: float = Field(0.2, ge=0, le=1)  # max change, fraction of the 0-255 range
+    contrast: float = Field(0.2, ge=0, le=1)  # max contrast change factor
+    noise: float = Field(0.03, ge=0, le=1)  # Gaussian noise standard deviation, fraction of 0-255
+    cutout: float = Field(0.2, gt=0, le=1)  # max fraction of the image erased (one rectangle)
+    # How rotation, zoom, shear and shift fill pixels that come from outside the image.
+    fill_mode: Literal["constant", "nearest", "reflect", "wrap"] = "nearest"
 
 
 class EarlyStoppingParams(StrictModel):

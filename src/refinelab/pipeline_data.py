@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from refinelab.prepared import Split
 
 
-def make_dataset(split: Split, batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+def make_dataset(
+    split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None
+) -> tf.data.Dataset:
     """Batches of (float32 images in 0-255, int64 labels), read from ``split`` without copying it whole.
 
     Only indices are shuffled; each batch is gathered from the (memory-mapped) arrays, so a
-    dataset larger than RAM streams from disk.
+    dataset larger than RAM streams from disk. ``augment`` (training data only: see
+    ``refinelab.augmentation.online_augmenter``) maps each image batch, afresh every epoch.
     """
     images, labels = split.images, split.labels
     count = len(labels)
@@ -31,4 +36,9 @@ def make_dataset(split: Split, batch_size: int, shuffle: bool = False, seed: int
     if shuffle:
         dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        # One call at a time: the random layers draw from stateful seed generators, and parallel calls
+        # would take the draws in a varying order (same seed, different images). Each call transforms a
+        # whole batch with multi-threaded ops, and the prefetch below overlaps it with training.
+        dataset = dataset.map(lambda images, labels: (augment(images), labels))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -110,8 +110,11 @@ def confusion_heatmap(labels: np.ndarray, probabilities: np.ndarray, class_names
 
 
 def show_image(axis: plt.Axes, image: np.ndarray) -> None:
-    """Draw one uint8 HxWxC image (grey when C is 1) without axes."""
-    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+    """Draw one uint8 HxWxC image (grey when C is 1) on the fixed 0-255 scale, without axes."""
+    if image.shape[-1] == 1:
+        axis.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255)
+    else:
+        axis.imshow(image)
     axis.axis("off")
 
 
@@ -135,18 +138,22 @@ def sample_grid(
     return figure
 
 
-def image_grid(images: np.ndarray, titles: list[str], title_colours: list[str], heading: str) -> plt.Figure:
-    """Images in a near-square grid, each with its own title."""
+def image_grid(
+    images, titles: list[str], heading: str, title_colours: list[str] | None = None, columns: int | None = None
+) -> plt.Figure:
+    """uint8 HxWxC images in a grid (near-square unless ``columns`` is given), each with its own title."""
     count = len(titles)
-    columns = max(1, int(np.ceil(np.sqrt(count))))
+    columns = columns or max(1, int(np.ceil(np.sqrt(count))))
     rows = max(1, int(np.ceil(count / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns + 1, 2.1 * rows + 0.5), squeeze=False)
+    dense = columns > 8  # Many small cells: smaller figures per cell and smaller titles.
+    cell, font = (1.3, 6) if dense else (1.9, 8)
+    figure, axes = plt.subplots(rows, columns, figsize=(cell * columns + 1, (cell + 0.2) * rows + 0.5), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index >= count:
             continue
         show_image(axis, images[index])
-        axis.set_title(titles[index], fontsize=8, color=title_colours[index])
+        axis.set_title(titles[index], fontsize=font, color=(title_colours or ["black"] * count)[index])
     if not count:
         axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
     figure.suptitle(heading, fontsize=10)
@@ -163,8 +170,8 @@ def prediction_grid(
     return image_grid(
         images[shown],
         [f"{class_names[predicted[i]]}\n({class_names[labels[i]]})" for i in shown],
-        ["red" if predicted[i] != labels[i] else "black" for i in shown],
         "Test predictions: predicted (true); mistakes in red",
+        title_colours=["red" if predicted[i] != labels[i] else "black" for i in shown],
     )
 
 
@@ -184,8 +191,8 @@ def misclassification_gallery(
     return image_grid(
         images[shown],
         [f"{class_names[predicted[i]]} {probabilities[i, predicted[i]]:.0%}\ntrue: {class_names[labels[i]]}" for i in shown],
-        ["red"] * len(shown),
         "Most confident mistakes (test set): predicted (confidence), true label",
+        title_colours=["red"] * len(shown),
     )
 
 

@@ -16,6 +16,7 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from sklearn.utils.class_weight import compute_class_weight
 
+from refinelab.augmentation import online_augmenter
 from refinelab.config import Params, TrainParams
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
@@ -191,7 +192,9 @@ def train(
     num_classes = len(meta["class_names"])
     train_split = load_split(train_dir, "train")
     validation_split = load_split(prepared_dir, "validation")
-    train_data = make_dataset(train_split, params.batch_size, shuffle=True, seed=params.seed)
+    train_data = make_dataset(
+        train_split, params.batch_size, shuffle=True, seed=params.seed, augment=online_augmenter(params)
+    )
     validation_data = make_dataset(validation_split, params.batch_size)
     train_data = with_targets(train_data, params.train, num_classes)
     validation_data = with_targets(validation_data, params.train, num_classes)

@@ -1,0 +1,195 @@
+"""Augmentation ops, offline copies, online batches: each does what it says, seeded."""
+
+import copy
+import typing
+
+import numpy as np
+import pytest
+
+from refinelab.augmentation import AUGMENTATIONS, apply_to_uint8, augment, build_augmenter, online_augmenter
+from refinelab.config import AugmentOp, parse_params
+from refinelab.errors import ParamsError
+from refinelab.pipeline_data import make_dataset
+from refinelab.prepared import Split, load_split, save_meta, save_split
+
+RANDOM_OPS = ["rotation", "zoom", "shear", "shift", "brightness", "contrast", "noise", "cutout"]
+
+
+def params_with(raw_params, **augment):
+    raw = copy.deepcopy(raw_params)
+    raw["augment"].update(augment)
+    return parse_params(raw)
+
+
+def gradient_images(count=6, size=12, channels=1):
+    """Distinct, asymmetric images (no op can leave them unchanged by symmetry)."""
+    rows, columns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    base = (rows * 17 + columns * 3) % 256
+    images = np.stack([(base + 29 * index) % 256 for index in range(count)]).astype(np.uint8)
+    return np.repeat(images[..., np.newaxis], channels, axis=-1)
+
+
+def run_op(name, params, images, seed=0, online=False):
+    return apply_to_uint8(build_augmenter([name], params.augment, seed, online=online), images)
+
+
+def write_prepared(directory, images, labels, class_names):
+    directory.mkdir(parents=True, exist_ok=True)
+    save_split(directory, "train", images, labels)
+    save_meta(directory, {"class_names": class_names})
+    return directory
+
+
+def test_the_registry_and_the_params_know_the_same_ops():
+    assert AUGMENTATIONS.names() == sorted(typing.get_args(AugmentOp))
+
+
+def test_fixed_ops_are_exact(raw_params):
+    params = params_with(raw_params)
+    images = gradient_images()
+    extremes = np.zeros_like(images)
+    extremes[:, :6] = 255
+    np.testing.assert_array_equal(run_op("invert", params, extremes), 255 - extremes)
+    np.testing.assert_array_equal(run_op("invert", params, images), 255 - images)
+    np.testing.assert_array_equal(run_op("rotate90", params, images), np.rot90(images, 1, axes=(1, 2)))
+    np.testing.assert_array_equal(run_op("flip_horizontal", params, images), images[:, :, ::-1])
+    np.testing.assert_array_equal(run_op("flip_vertical", params, images), images[:, ::-1])
+
+
+def test_fixed_ops_online_transform_a_random_part_of_the_batch(raw_params):
+    params = params_with(raw_params)
+    images = gradient_images(count=64)
+    flipped = run_op("flip_horizontal", params, images, online=True)
+    changed = [not np.array_equal(after, before) for after, before in zip(flipped, images)]
+    mirrored = [np.array_equal(after, before[:, ::-1]) for after, before in zip(flipped, images)]
+    assert 10 < sum(changed) < 54
+    assert all(changed_one == mirrored_one for changed_one, mirrored_one in zip(changed, mirrored))
+
+
+@pytest.mark.parametrize("name", RANDOM_OPS)
+def test_random_ops_change_images_within_range_seeded(raw_params, name):
+    params = params_with(raw_params, rotation=30.0, zoom=0.3, shear=0.3, shift=0.3, noise=0.1)
+    images = gradient_images(channels=3)
+    first = run_op(name, params, images, seed=3)
+    assert first.shape == images.shape and first.dtype == np.uint8
+    assert np.abs(first.astype(int) - images).mean() > 1
+    np.testing.assert_array_equal(first, run_op(name, params, images, seed=3))
+    assert not np.array_equal(first, run_op(name, params, images, seed=4))
+
+
+def test_cutout_erases_at_most_its_share(raw_params):
+    params = params_with(raw_params, cutout=0.25)
+    images = np.full((16, 20, 20, 1), 200, np.uint8)
+    erased = (run_op("cutout", params, images) == 0).mean(axis=(1, 2, 3))
+    assert (erased > 0).all() and (erased <= 0.25 + 1e-6).all()
+
+
+def test_zero_strength_changes_nothing(raw_params):
+    params = params_with(raw_params, rotation=0.0, shift=0.0)
+    images = gradient_images()
+    np.testing.assert_array_equal(run_op("rotation", params, images), images)
+    np.testing.assert_array_equal(run_op("shift", params, images), images)
+
+
+def test_offline_copies_multiply_the_set_with_labels_aligned(tmp_path, raw_params):
+    images, labels = gradient_images(count=9), np.array([0, 1, 2] * 3)
+    prepared = write_prepared(tmp_path / "prepared", images, labels, ["a", "b", "c"])
+    params = params_with(raw_params, mode="offline", offline=["invert", "rotate90", ["flip_vertical", "invert"]], copies=2)
+
+    summary = augment(params, prepared, tmp_path / "augmented", tmp_path / "figures")
+
+    out = load_split(tmp_path / "augmented", "train")
+    assert len(out) == 9 * 7 and summary["train_images"] == 63 and summary["factor"] == 7
+    assert summary["offline"] == "invert,rotate90,flip_vertical+invert" and summary["online"] == ""
+    np.testing.assert_array_equal(out.labels, np.tile(labels, 7))
+    assert np.bincount(out.labels).tolist() == [21, 21, 21]
+    np.testing.assert_array_equal(out.images[:9], images)
+    np.testing.assert_array_equal(out.images[9:18], 255 - images)
+    np.testing.assert_array_equal(out.images[27:36], np.rot90(images, 1, axes=(1, 2)))
+    np.testing.assert_array_equal(out.images[45:54], 255 - images[:, ::-1])
+    for figure in ("augmented_one_image.png", "augmented_per_class.png"):
+        assert (tmp_path / "figures" / figure).stat().st_size > 1000
+
+
+def test_offline_random_copies_are_seeded(tmp_path, raw_params):
+    prepared = write_prepared(tmp_path / "prepared", gradient_images(count=8), np.arange(8) % 2, ["a", "b"])
+
+    def augmented_with(seed, name):
+        raw = copy.deepcopy(raw_params)
+        raw["seed"] = seed
+        raw["augment"].update(mode="offline", offline=[["rotation", "noise"]], copies=2)
+        augment(parse_params(raw), prepared, tmp_path / name, tmp_path / "figures")
+        return load_split(tmp_path / name, "train").images
+
+    first, again, other = augmented_with(1, "first"), augmented_with(1, "again"), augmented_with(2, "other")
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first[8:], other[8:])
+    assert not np.array_equal(first[8:16], first[16:24])  # Two copies, two different draws.
+
+
+def test_mode_none_passes_the_training_split_through(tmp_path, raw_params):
+    images, labels = gradient_images(count=4), np.array([0, 1, 0, 1])
+    prepared = write_prepared(tmp_path / "prepared", images, labels, ["a", "b"])
+    summary = augment(params_with(raw_params), prepared, tmp_path / "augmented", tmp_path / "figures")
+    out = load_split(tmp_path / "augmented", "train")
+    np.testing.assert_array_equal(out.images, images)
+    np.testing.assert_array_equal(out.labels, labels)
+    assert summary["train_images"] == 4 and summary["settings"] == {}
+
+
+def test_rotate90_on_non_square_images_is_a_params_error(tmp_path, raw_params):
+    prepared = write_prepared(tmp_path / "prepared", np.zeros((2, 4, 6, 1), np.uint8), np.array([0, 1]), ["a", "b"])
+    with pytest.raises(ParamsError, match="rotate90 needs square images; these are 4x6"):
+        augment(params_with(raw_params, mode="offline"), prepared, tmp_path / "augmented", tmp_path / "figures")
+    assert not (tmp_path / "augmented").exists()
+
+
+def collect(dataset):
+    batches = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
+def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
+    params = params_with(raw_params, mode="online")
+    split = Split(gradient_images(count=160), np.arange(160, dtype=np.int64))
+
+    def training_epochs(augmenter):
+        dataset = make_dataset(split, 8, shuffle=False, augment=augmenter)
+        return collect(dataset), collect(dataset)
+
+    (first_images, first_labels), (second_images, _) = training_epochs(online_augmenter(params))
+    (again_images, _), _ = training_epochs(online_augmenter(params))
+    assert first_images.dtype == np.float32 and first_images.min() >= 0 and first_images.max() <= 255
+    np.testing.assert_array_equal(first_labels, split.labels)
+    assert np.abs(first_images - split.images).mean() > 1  # Active in training...
+    assert not np.allclose(first_images, second_images)  # ...drawn afresh each epoch...
+    np.testing.assert_array_equal(first_images, again_images)  # ...and seeded.
+    evaluation_images, _ = collect(make_dataset(split, 8))
+    np.testing.assert_array_equal(evaluation_images, split.images)  # Evaluation data is never augmented.
+
+
+def test_online_augmenter_only_in_online_modes(raw_params):
+    assert online_augmenter(params_with(raw_params)) is None
+    assert online_augmenter(params_with(raw_params, mode="offline")) is None
+    assert online_augmenter(params_with(raw_params, mode="both")) is not None
+    assert online_augmenter(params_with(raw_params, mode="online", online=[])) is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"online": ["rotation", "twirl"]}, "augment.online.1: Input should be 'invert'"),
+        ({"mode": "sometimes"}, "augment.mode: Input should be 'none', 'offline', 'online' or 'both'"),
+        ({"zoom": 1.5}, "augment.zoom: Input should be less than 1"),
+        ({"rotaton": 5}, "augment.rotaton: unknown key; did you mean 'rotation'?"),
+    ],
+)
+def test_bad_augment_params_name_the_key(raw_params, change, message):
+    with pytest.raises(ParamsError) as caught:
+        params_with(raw_params, **change)
+    assert message in str(caught.value)
+
+
+def test_integer_strengths_are_accepted(raw_params):
+    # `dvc exp run -S augment.rotation=15` writes an int.
+    assert params_with(raw_params, rotation=15).augment.rotation == 15
