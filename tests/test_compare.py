@@ -15,7 +15,8 @@ def state(rev, name, accuracy, **params):
             "rev": rev,
             "params": {"params.yaml": {"data": {"model": "baseline", "dropout": 0.0, "data": {"limit": 0}, **params}}},
             "metrics": {
-                "metrics/evaluate.json": {"data": {"test": {"accuracy": accuracy, "loss": 0.5}, "params": 1000}},
+                "metrics/evaluate.json": {"data": {"test": {"accuracy": accuracy, "loss": 0.5}}},
+                "metrics/model.json": {"data": {"total_params": 1000}},
                 "metrics/train/metrics.json": {"data": {"train_seconds": 12.5}},
             },
         },

@@ -144,3 +144,28 @@ def test_transfer_freeze_takes_all_none_or_a_layer_count(raw_params):
             "base_learning_rate": 1e-4}
     architecture = parse_params(with_architecture(raw_params, spec)).architecture
     assert architecture.pretrained_path == "pretrained/cnn.keras" and architecture.base is None
+
+
+def test_exponent_floats_written_by_dvc_are_numbers(tmp_path, raw_params):
+    """`dvc exp run -S l2=0.00001` writes `l2: 1e-05` (YAML 1.2), which YAML 1.1 readers take for a string."""
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    with modify_yaml(path) as data:
+        data["l2"] = 0.00001
+        data["learning_rate"] = 5e-5
+    assert "1e-05" in path.read_text()
+    params = load_params(path)
+    assert params.l2 == 0.00001 and params.learning_rate == 5e-5
+
+
+def test_resolved_params_are_exactly_the_train_stage_params():
+    import yaml
+
+    from refinelab.config import TRAIN_STAGE_PARAMS
+
+    train_stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    assert sorted(TRAIN_STAGE_PARAMS) == sorted(train_stage["params"])
+    resolved = load_params(ROOT / "params.yaml").resolved()
+    assert set(resolved) == set(TRAIN_STAGE_PARAMS) - {"architectures"} | {"architecture"}

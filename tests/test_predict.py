@@ -105,6 +105,15 @@ def test_a_model_without_its_params_is_a_clear_error(tmp_path, caplog):
     assert any("params.json: missing" in record.getMessage() for record in caplog.records)
 
 
+def test_a_corrupt_model_file_is_a_clear_error(tmp_path, caplog):
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    write_json(tmp_path / "params.json", {"class_names": CLASS_NAMES, "preprocessing": PREPROCESSING})
+    assert main(["predict", "--model", str(tmp_path / "model.keras"), str(tmp_path)]) == 2
+    assert any(
+        f"{tmp_path / 'model.keras'}: not a loadable Keras model" in record.getMessage() for record in caplog.records
+    )
+
+
 def test_help_of_the_command_and_each_subcommand():
     env_python = [sys.executable, "-m", "refinelab"]
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}

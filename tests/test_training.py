@@ -199,3 +199,30 @@ def test_default_training_is_adam_with_cosine_decay():
     assert isinstance(make_loss(params.train), keras.losses.SparseCategoricalCrossentropy)
     adamw = make_optimizer(tiny_params(train={"optimizer": "adamw", "weight_decay": 0.01}).train, 0.001)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == pytest.approx(0.01)
+
+
+def test_restored_best_epoch_is_what_the_summary_reports(tmp_path):
+    """With restore_best_weights the saved model is the best epoch's: metrics.json must describe it."""
+    import keras
+    from dvclive import Live
+
+    from refinelab.training import RestoredEpochSummary
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images, labels = np.zeros((8, 2), "float32"), np.arange(8) % 2
+    # A zero learning rate never improves val_loss, so patience 1 stops at epoch 2 and restores epoch 1.
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        history = model.fit(
+            images, labels, validation_data=(images, labels), epochs=5, verbose=0,
+            callbacks=[early, RestoredEpochSummary(live, early)],
+        )
+        live.summary["eval"] = {"loss": -1.0}  # What the last epoch would have left there.
+        summary_fixer = RestoredEpochSummary(live, early)
+        summary_fixer.set_model(model)
+        summary_fixer.on_train_end()
+    assert len(history.epoch) == 2 and early.best_epoch == 0
+    assert live.summary["restored_epoch"] == 1
+    assert live.summary["eval"]["loss"] == pytest.approx(history.history["val_loss"][0])
+    assert live.summary["train"]["accuracy"] == pytest.approx(history.history["accuracy"][0])

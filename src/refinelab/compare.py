@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 WORKSPACE = "workspace"
 EVALUATION_METRICS = "metrics/evaluate.json"
 TRAINING_METRICS = "metrics/train/metrics.json"
+MODEL_METRICS = "metrics/model.json"
 LIVE_PLOTS_DIR = "metrics/train/plots/metrics"
 FIGURES_DIR = "metrics/figures"
 # (column, metrics file, dotted key, format); a column no run has is left out.
@@ -36,7 +37,7 @@ KEY_METRICS = (
     ("ECE", EVALUATION_METRICS, "test.expected_calibration_error", "{:.4f}"),
     ("validation accuracy", EVALUATION_METRICS, "validation_accuracy", "{:.4f}"),
     ("train-test gap", EVALUATION_METRICS, "train_test_gap", "{:+.4f}"),
-    ("params", EVALUATION_METRICS, "params", "{:,}"),
+    ("params", MODEL_METRICS, "total_params", "{:,}"),
     ("train seconds", TRAINING_METRICS, "train_seconds", "{:.1f}"),
     ("images/s", TRAINING_METRICS, "images_per_second", "{:,.0f}"),
 )

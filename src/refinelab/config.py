@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ruamel.yaml import YAML, YAMLError
 
 from refinelab.errors import ParamsError
 
@@ -255,6 +256,12 @@ ArchitectureSpec = Annotated[
 ]
 
 
+# The top-level keys the train stage lists under `params:` in dvc.yaml (a test keeps them in step).
+TRAIN_STAGE_PARAMS = (
+    "model", "architectures", "epochs", "batch_size", "learning_rate", "dropout", "l2", "l1", "seed", "train", "augment",
+)
+
+
 class Params(StrictModel):
     """The whole params.yaml. The everyday knobs are top-level keys (``-S dropout=0.25``)."""
 
@@ -302,8 +309,12 @@ class Params(StrictModel):
         return self.architectures[self.model]
 
     def resolved(self) -> dict[str, Any]:
-        """The params that define this run, as plain data (saved beside the model)."""
-        resolved = self.model_dump(mode="json", exclude={"architectures"})
+        """The params the train stage reads, as plain data (saved beside the model).
+
+        Only keys the train stage depends on in dvc.yaml: anything else could change without
+        re-running train and leave the saved copy stale.
+        """
+        resolved = self.model_dump(mode="json", include=set(TRAIN_STAGE_PARAMS) - {"architectures"})
         resolved["architecture"] = self.architecture.model_dump(mode="json")
         return resolved
 
@@ -345,11 +356,13 @@ def parse_params(raw: Any, source: str = "params") -> Params:
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Read ``path`` as YAML 1.2, as DVC does: ``dvc exp run -S l2=0.00001`` writes ``1e-05``, which a
+    YAML 1.1 reader (PyYAML) would take for a string."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = YAML(typ="safe", pure=True).load(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
+    except YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     return parse_params(raw, source=str(path))

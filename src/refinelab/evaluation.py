@@ -1,4 +1,4 @@
-"""The evaluate stage's work: the test set is touched here, once, and nowhere before."""
+"""The evaluate stage's work: the only place a model meets the test set (prepare and plot only draw its images)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, log_loss, top_k_accuracy_score
 
 from refinelab.fileio import atomic_path
+from refinelab.models import load_trained_model
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import Split, load_meta, load_split
 
@@ -74,7 +75,7 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path, batch_size: int):
     Train accuracy is measured on the prepared (un-augmented) training split: next to the test
     accuracy it measures overfitting, which augmented copies would blur.
     """
-    model = keras.models.load_model(model_path)
+    model = load_trained_model(model_path)
     meta = load_meta(prepared_dir)
     class_names = meta["class_names"]
     accuracy = {}
@@ -90,7 +91,6 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path, batch_size: int):
         "validation_accuracy": accuracy["validation"],
         # The overfitting signal: how much better the model does on what it was trained on.
         "train_test_gap": accuracy["train"] - test_metrics["accuracy"],
-        "params": model.count_params(),
     }
     log.info("test accuracy %.4f (train %.4f)", test_metrics["accuracy"], accuracy["train"])
     return metrics, probabilities, test.labels

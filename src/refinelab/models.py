@@ -213,11 +213,22 @@ def imagenet_base(spec: TransferSpec) -> tuple[keras.Model, Callable[[np.ndarray
     return network, base.preprocess_input
 
 
+def load_trained_model(path: str | Path, compile: bool = True) -> keras.Model:
+    """A saved ``.keras`` model; a missing or unreadable file is a :class:`DataError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        return keras.models.load_model(path, compile=compile)
+    except Exception as exc:  # Keras raises many types here (zip, HDF5, JSON, deserialization errors).
+        raise DataError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})") from None
+
+
 def refinelab_base(path: str) -> keras.Model:
     """A model refinelab trained, without its output layer: its features, taking raw 0-255 pixels."""
     if not Path(path).is_file():
         raise DataError(f"{path}: pretrained model not found (weights: in the transfer architecture)")
-    trained = keras.models.load_model(path, compile=False)
+    trained = load_trained_model(path, compile=False)
     return keras.Model(trained.inputs, trained.layers[-2].output, name="pretrained_features")
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from refinelab.errors import DataError
 from refinelab.fileio import read_json
 from refinelab.preprocessing import IMAGE_SUFFIXES, Preprocessing, load_image
-from refinelab.training import RESOLVED_PARAMS_FILE
+from refinelab.models import load_trained_model
+from refinelab.prepared import RESOLVED_PARAMS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Predictor:
             raise DataError(f"{params_path}: missing; the train stage writes it beside the model") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{params_path}: no usable class names and preprocessing ({exc!r})") from None
-        return cls(keras.models.load_model(model_path), class_names, preprocessing)
+        return cls(load_trained_model(model_path), class_names, preprocessing)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return self.model.predict(images, verbose=0)

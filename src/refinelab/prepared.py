@@ -19,6 +19,8 @@ from refinelab.fileio import atomic_path, read_json, write_json
 
 SPLITS = ("train", "validation", "test")
 META_FILE = "meta.json"
+# Written beside the model by train: its params, class names and preprocessing (what predict needs).
+RESOLVED_PARAMS_FILE = "params.json"
 
 
 @dataclass(frozen=True)

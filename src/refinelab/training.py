@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from dvclive.utils import standardize_metric_name
 from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab.augmentation import online_augmenter
@@ -21,11 +22,10 @@ from refinelab.config import Params, TrainParams
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
 from refinelab.pipeline_data import make_dataset
-from refinelab.prepared import load_meta, load_split
+from refinelab.prepared import RESOLVED_PARAMS_FILE, load_meta, load_split
 from refinelab.registry import Registry
 
 log = logging.getLogger(__name__)
-RESOLVED_PARAMS_FILE = "params.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -133,16 +133,36 @@ class TrainingTimer(keras.callbacks.Callback):
         self.live.summary["images_per_second"] = round(self.train_images * self.epochs / max(self.seconds, 1e-9), 1)
 
 
+class RestoredEpochSummary(keras.callbacks.Callback):
+    """EarlyStopping(restore_best_weights) saves the best epoch's weights, not the last epoch's: make
+    dvclive's summary (metrics/train/metrics.json) describe the saved model, and say which epoch it is."""
+
+    def __init__(self, live: Live, early_stopping: keras.callbacks.EarlyStopping):
+        super().__init__()
+        self.live, self.early_stopping = live, early_stopping
+
+    def on_train_end(self, logs=None):
+        if not (self.early_stopping.restore_best_weights and self.early_stopping.best_weights is not None):
+            return
+        history = self.model.history
+        if self.early_stopping.best_epoch not in history.epoch:
+            return
+        index = history.epoch.index(self.early_stopping.best_epoch)
+        for metric, values in history.history.items():
+            split, name = standardize_metric_name(metric, "dvclive.keras").split("/", 1)
+            self.live.summary.setdefault(split, {})[name] = float(values[index])
+        self.live.summary["restored_epoch"] = self.early_stopping.best_epoch + 1
+
+
 def training_callbacks(train: TrainParams, live: Live, timer: TrainingTimer) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [timer]
     if train.early_stopping.patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=train.early_stopping.monitor,
-                patience=train.early_stopping.patience,
-                restore_best_weights=train.early_stopping.restore_best_weights,
-            )
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor=train.early_stopping.monitor,
+            patience=train.early_stopping.patience,
+            restore_best_weights=train.early_stopping.restore_best_weights,
         )
+        callbacks += [early_stopping, RestoredEpochSummary(live, early_stopping)]
     if train.lr_schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
