@@ -217,6 +217,14 @@ def test_h5_files_with_different_class_lists_are_an_error(tmp_path, raw_params):
         prepare_with(tmp_path, raw_params, "h5", h5={"train": str(train), "test": str(test)})
 
 
+@pytest.mark.parametrize("key, template", [("x_key", "{split}_set_x_{size}"), ("y_key", "{0}_y"), ("x_key", "x_{split")])
+def test_h5_key_templates_allow_only_split(tmp_path, raw_params, key, template):
+    train = write_h5(tmp_path / "train.h5", "train", *signs_like(12))
+    with pytest.raises(ParamsError, match=rf"h5\.{key}: .* the only placeholder allowed is \{{split\}}"):
+        prepare_with(tmp_path, raw_params, "h5", h5={"train": str(train), "test": None, key: template})
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_h5_needs_a_file(tmp_path, raw_params):
     with pytest.raises(ParamsError, match="h5: set h5.train and/or h5.test"):
         prepare_with(tmp_path, raw_params, "h5", h5={"train": None, "test": None})
@@ -303,6 +311,19 @@ def test_filename_labels_by_regex_with_classes_from_the_names(tmp_path, raw_para
     )
     assert meta["class_names"] == ["chihuahua", "muffin"]
     assert sum(report["splits"][split]["images"] for split in ("train", "validation", "test")) == 10
+
+
+def test_filename_labels_by_regex_a_test_class_not_in_train_is_named(tmp_path, raw_params):
+    root = flat_folder(tmp_path / "cm")
+    write_image(root / "test_set" / "blueberry_unseen_0.jpg", 90)
+    with pytest.raises(DataError) as error:
+        prepare_with(tmp_path, raw_params, "filename_labels",
+                     filename_labels={"path": str(root), "classes": [], "pattern": r"(\w+?)[-_]", "test_dir": "test_set"})
+    assert str(error.value) == (
+        f"{root / 'test_set'}: files of classes ['blueberry'] that are not in train's classes "
+        "['chihuahua', 'muffin']: blueberry_unseen_0.jpg"
+    )
+    assert not (tmp_path / "prepared").exists()
 
 
 def test_filename_labels_a_class_with_no_files_is_an_error(tmp_path, raw_params):

@@ -1,13 +1,14 @@
 import gzip
 import hashlib
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
 
 from conftest import fashion_mnist_dir, idx_bytes, needs_fashion_mnist
 from refinelab import datasets
-from refinelab.download import PublishedFile, fetch, verify
+from refinelab.download import PublishedFile, fetch, locate, verify
 from refinelab.errors import DataError
 
 
@@ -73,6 +74,31 @@ def test_a_corrupt_local_copy_is_an_error_not_skipped(published, tmp_path):
     (mirror / "data.gz").write_bytes(b"not the file")
     with pytest.raises(DataError, match=str(mirror / "data.gz")):
         fetch([entry], [mirror, source], url_bases=[], cache_dir=tmp_path / "cache")
+
+
+def test_an_archive_another_run_extracted_meanwhile_is_kept_not_replaced(tmp_path, monkeypatch):
+    folder = tmp_path / "photos"
+    (folder / "ant").mkdir(parents=True)
+    (folder / "ant" / "1.txt").write_text("ant")
+    packed = tmp_path / "photos.tar.gz"
+    with tarfile.open(packed, "w:gz") as bundle:
+        bundle.add(folder, arcname="photos")
+    cache = tmp_path / "cache"
+    extracted = cache / hashlib.sha256(packed.read_bytes()).hexdigest()[:32] / "extracted"
+    extractall = tarfile.TarFile.extractall
+    other_run = {}
+
+    def racing_extractall(self, path, *args, **kwargs):
+        # A second `dvc queue` worker finishes extracting the same archive while this one is still at it.
+        shutil.copytree(folder, extracted / "photos")
+        other_run["inode"] = extracted.stat().st_ino
+        extractall(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", racing_extractall)
+    path, _ = locate(str(packed), cache_dir=cache)
+    assert path == extracted / "photos" and (path / "ant" / "1.txt").read_text() == "ant"
+    assert extracted.stat().st_ino == other_run["inode"]  # The folder the other run may be reading is untouched.
+    assert [p.name for p in extracted.parent.iterdir()] == ["extracted"]
 
 
 @needs_fashion_mnist

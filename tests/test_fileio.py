@@ -1,8 +1,11 @@
 import os
+import shutil
 import stat
+from pathlib import Path
 
 import pytest
 
+from refinelab import fileio
 from refinelab.fileio import atomic_dir, atomic_path, write_json
 
 
@@ -39,3 +42,41 @@ def test_atomic_dir_replaces_the_folder_whole_or_not_at_all(tmp_path):
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in target.iterdir()) == ["a.npy"]
     assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
+def test_atomic_dir_moves_the_old_folder_aside_before_deleting_it(tmp_path, monkeypatch):
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "old.npy").write_text("1")
+    seen = []
+    rmtree = fileio.shutil.rmtree
+
+    def watching_rmtree(path, *args, **kwargs):
+        # Whatever is deleted, the destination is a complete folder (old or new) at that moment.
+        seen.append((Path(path), sorted(p.name for p in target.iterdir()) if target.exists() else None))
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(fileio.shutil, "rmtree", watching_rmtree)
+    with atomic_dir(target) as staging:
+        (staging / "new.npy").write_text("2")
+    assert seen and all(path != target and contents in (["old.npy"], ["new.npy"]) for path, contents in seen)
+    assert sorted(p.name for p in target.iterdir()) == ["new.npy"]
+    assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
+def test_atomic_dir_keep_existing_leaves_a_folder_another_process_finished_first(tmp_path):
+    target = tmp_path / "extracted"
+    with atomic_dir(target, keep_existing=True) as staging:  # Nothing there yet: created as usual.
+        (staging / "a.txt").write_text("first")
+    assert (target / "a.txt").read_text() == "first"
+    inode = target.stat().st_ino
+    with atomic_dir(target, keep_existing=True) as staging:
+        (staging / "a.txt").write_text("second")
+    assert target.stat().st_ino == inode and (target / "a.txt").read_text() == "first"
+    shutil.rmtree(target)
+    with atomic_dir(target, keep_existing=True) as staging:
+        (staging / "a.txt").write_text("late")
+        target.mkdir()  # Another process finishes while this one is still writing.
+        (target / "a.txt").write_text("early")
+    assert (target / "a.txt").read_text() == "early"
+    assert [p.name for p in tmp_path.iterdir()] == ["extracted"]

@@ -3,6 +3,7 @@ import pytest
 
 from conftest import needs_fashion_mnist
 from refinelab.config import parse_params
+from refinelab.datasets import FASHION_MNIST
 from refinelab.prepared import load_meta, load_split
 from refinelab.preparation import prepare, split_validation, stratified_subset
 
@@ -40,6 +41,17 @@ def test_prepare_writes_limited_splits_and_leaves_test_untouched(tmp_path, tiny_
         assert split.images.shape == (200, 28, 28, 1) and split.images.dtype == np.uint8
         assert np.bincount(split.labels, minlength=10).tolist() == [20] * 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # No temporary folders left behind.
+
+    # Test is a stratified subset of the official test set, as published: each image is one of its
+    # images, unaltered and with its label, none twice, and none of them leaked into train or validation.
+    official = FASHION_MNIST.load().splits["test"]
+    official_labels = {image.tobytes(): int(label) for image, label in zip(official.images, official.labels)}
+    test = load_split(out, "test")
+    test_keys = [image.tobytes() for image in test.images]
+    assert [official_labels.get(key) for key in test_keys] == test.labels.tolist()
+    assert len(set(test_keys)) == len(test_keys)
+    for name in ("train", "validation"):
+        assert not set(test_keys) & {image.tobytes() for image in load_split(out, name).images}
 
 
 @needs_fashion_mnist

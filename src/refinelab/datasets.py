@@ -176,12 +176,23 @@ def load_digits(params: Params) -> RawDataset:
     )
 
 
+def h5_key(template: str, name: str, split: str) -> str:
+    """``template`` with ``{split}`` filled in; any other placeholder is a params error."""
+    try:
+        return template.format(split=split)
+    except (KeyError, IndexError, AttributeError, ValueError) as exc:
+        raise ParamsError(
+            f"{name}: {template!r} is not a valid key template ({type(exc).__name__}: {exc}); "
+            "the only placeholder allowed is {split} (write {{ and }} for literal braces)"
+        ) from None
+
+
 def read_h5_split(path: Path, split: str, params: Params) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
     """Images, labels and (when the file lists them) class names from one HDF5 file."""
     import h5py
 
     options = params.h5
-    x_key, y_key = options.x_key.format(split=split), options.y_key.format(split=split)
+    x_key, y_key = h5_key(options.x_key, "h5.x_key", split), h5_key(options.y_key, "h5.y_key", split)
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
@@ -221,6 +232,8 @@ def load_h5(params: Params) -> RawDataset:
     given = {split: location for split in ("train", "test") if (location := getattr(options, split))}
     if not given:
         raise ParamsError("h5: set h5.train and/or h5.test to an HDF5 file path or URL")
+    for name in ("x_key", "y_key"):  # Checked before any download.
+        h5_key(getattr(options, name), f"h5.{name}", "train")
     sources, loaded = {}, {}
     for split, location in given.items():
         path, sources[split] = locate(location, getattr(options, f"{split}_sha256"))
@@ -351,6 +364,12 @@ def load_filename_labels(params: Params) -> RawDataset:
         counts = {name: sum(label == name for _, label in pairs) for name in class_names}
         if split == "train" and (empty := [name for name, count in counts.items() if count == 0]):
             raise DataError(f"{split_dirs[split]}: no images for classes {empty} (file names must start with the class)")
+        if unknown := [path for path, label in pairs if label not in class_names]:
+            found = sorted({label for path, label in pairs if label not in class_names})
+            shown = ", ".join(path.name for path in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise DataError(
+                f"{split_dirs[split]}: files of classes {found} that are not in train's classes {list(class_names)}: {shown}"
+            )
         splits[split] = SplitSource(
             labels=np.array([class_names.index(label) for _, label in pairs], np.int64),
             files=tuple(path for path, _ in pairs),

@@ -141,8 +141,12 @@ def verify_sha256(path: Path, expected: str | None, origin: str) -> str:
 
 
 def extract(archive: Path, destination: Path) -> None:
-    """Unpack a zip or tar archive into ``destination``; a member that would land outside it is an error."""
-    with atomic_dir(destination) as staging:
+    """Unpack a zip or tar archive into ``destination``; a member that would land outside it is an error.
+
+    ``destination`` is a shared cache: when another run extracted the same (checksummed) archive there
+    first, its folder is kept as it is, since a reader may be using it, and this copy is discarded.
+    """
+    with atomic_dir(destination, keep_existing=True) as staging:
         try:
             if archive.name.lower().endswith(".zip"):
                 with zipfile.ZipFile(archive) as bundle:

@@ -39,17 +39,46 @@ def atomic_path(destination: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(destination: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder; on success it replaces ``destination`` whole."""
+def atomic_dir(destination: str | Path, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it replaces ``destination`` whole.
+
+    The old folder is renamed aside before the new one is renamed in, and only then deleted: at every
+    moment ``destination`` is either the complete old folder or the complete new one. With
+    ``keep_existing`` a ``destination`` that exists when the work finishes (another process finished
+    first: a shared cache) is left alone and the new folder is discarded.
+    """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
     try:
         yield temporary
         os.chmod(temporary, _default_mode(0o777))
+        if keep_existing:
+            try:
+                # rename() refuses to replace a non-empty folder, so a finished copy is never disturbed.
+                if not destination.exists():
+                    os.rename(temporary, destination)
+            except OSError:
+                if not destination.is_dir():
+                    raise
+            return
+        aside = None
         if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(temporary, destination)
+            # An empty placeholder with a unique name; rename() may replace an empty folder.
+            aside = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
+            try:
+                os.replace(destination, aside)
+            except OSError:
+                aside.rmdir()
+                raise
+        try:
+            os.replace(temporary, destination)
+        except OSError:
+            if aside is not None and not destination.exists():
+                os.replace(aside, destination)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 
