@@ -106,3 +106,32 @@ def project_env(project_copy) -> dict:
     env["PYTHONPATH"] = str(project_copy / "src")
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
+
+
+def collect(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Every (images, labels) batch of a ``make_dataset`` dataset, concatenated: one pass, one epoch."""
+    batches = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
+
+
+def write_prepared(directory: Path, image_shape, num_classes: int, counts=(96, 32, 32), seed: int = 0) -> Path:
+    """A prepared dataset (train, validation, test; ``counts`` images each) whose classes differ by a
+    bright horizontal band: learnable in one epoch. Labels cycle 0, 1, ..., num_classes - 1."""
+    from refinelab.prepared import SPLITS, save_meta, save_split
+
+    rng = np.random.default_rng(seed)
+    band = image_shape[0] // num_classes
+    for split, count in zip(SPLITS, counts):
+        labels = np.arange(count) % num_classes
+        images = rng.integers(0, 60, size=(count, *image_shape))
+        for label in range(num_classes):
+            images[labels == label, label * band : (label + 1) * band] += 150
+        save_split(directory, split, images.astype(np.uint8), labels)
+    color_mode = "grayscale" if image_shape[-1] == 1 else "rgb"
+    save_meta(directory, {
+        "dataset": "synthetic",
+        "class_names": [f"class{label}" for label in range(num_classes)],
+        "image_shape": list(image_shape),
+        "preprocessing": {"image_size": list(image_shape[:2]), "color_mode": color_mode, "resize": "crop"},
+    })
+    return directory

@@ -3,14 +3,18 @@
 import copy
 import typing
 
+import keras
 import numpy as np
 import pytest
 
-from refinelab.augmentation import AUGMENTATIONS, apply_to_uint8, augment, build_augmenter, online_augmenter
+from conftest import collect, write_prepared
+from refinelab.augmentation import (
+    AUGMENTATIONS, apply_to_uint8, augment, build_augmenter, online_augmenter, preview_augmenter,
+)
 from refinelab.config import AugmentOp, parse_params
 from refinelab.errors import ParamsError
 from refinelab.pipeline_data import make_dataset
-from refinelab.prepared import Split, load_split, save_meta, save_split
+from refinelab.prepared import Split, load_split
 
 RANDOM_OPS = ["rotation", "zoom", "shear", "shift", "brightness", "contrast", "noise", "cutout"]
 
@@ -31,13 +35,6 @@ def gradient_images(count=6, size=12, channels=1):
 
 def run_op(name, params, images, seed=0, online=False):
     return apply_to_uint8(build_augmenter([name], params.augment, seed, online=online), images)
-
-
-def write_prepared(directory, images, labels, class_names):
-    directory.mkdir(parents=True, exist_ok=True)
-    save_split(directory, "train", images, labels)
-    save_meta(directory, {"class_names": class_names})
-    return directory
 
 
 def test_the_registry_and_the_params_know_the_same_ops():
@@ -70,6 +67,10 @@ def test_fixed_ops_online_transform_a_random_part_of_the_batch(raw_params):
 def test_random_ops_change_images_within_range_seeded(raw_params, name):
     params = params_with(raw_params, rotation=30.0, zoom=0.3, shear=0.3, shift=0.3, noise=0.1)
     images = gradient_images(channels=3)
+    # The float output, before any cast to uint8 could hide a missing clip.
+    augmenter = build_augmenter([name], params.augment, seed=3, online=False)
+    transformed = keras.ops.convert_to_numpy(augmenter(images.astype(np.float32)))
+    assert transformed.dtype == np.float32 and transformed.min() >= 0 and transformed.max() <= 255
     first = run_op(name, params, images, seed=3)
     assert first.shape == images.shape and first.dtype == np.uint8
     assert np.abs(first.astype(int) - images).mean() > 1
@@ -92,8 +93,10 @@ def test_zero_strength_changes_nothing(raw_params):
 
 
 def test_offline_copies_multiply_the_set_with_labels_aligned(tmp_path, raw_params):
-    images, labels = gradient_images(count=9), np.array([0, 1, 2] * 3)
-    prepared = write_prepared(tmp_path / "prepared", images, labels, ["a", "b", "c"])
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(9, 3, 3))
+    source = load_split(prepared, "train")
+    images, labels = source.images, source.labels
+    assert labels.tolist() == [0, 1, 2] * 3
     params = params_with(raw_params, mode="offline", offline=["invert", "rotate90", ["flip_vertical", "invert"]], copies=2)
 
     summary = augment(params, prepared, tmp_path / "augmented", tmp_path / "figures")
@@ -112,7 +115,7 @@ def test_offline_copies_multiply_the_set_with_labels_aligned(tmp_path, raw_param
 
 
 def test_offline_random_copies_are_seeded(tmp_path, raw_params):
-    prepared = write_prepared(tmp_path / "prepared", gradient_images(count=8), np.arange(8) % 2, ["a", "b"])
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 2, counts=(8, 2, 2))
 
     def augmented_with(seed, name):
         raw = copy.deepcopy(raw_params)
@@ -128,8 +131,9 @@ def test_offline_random_copies_are_seeded(tmp_path, raw_params):
 
 
 def test_mode_none_passes_the_training_split_through(tmp_path, raw_params):
-    images, labels = gradient_images(count=4), np.array([0, 1, 0, 1])
-    prepared = write_prepared(tmp_path / "prepared", images, labels, ["a", "b"])
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 2, counts=(4, 2, 2))
+    source = load_split(prepared, "train")
+    images, labels = source.images, source.labels
     summary = augment(params_with(raw_params), prepared, tmp_path / "augmented", tmp_path / "figures")
     out = load_split(tmp_path / "augmented", "train")
     np.testing.assert_array_equal(out.images, images)
@@ -138,15 +142,35 @@ def test_mode_none_passes_the_training_split_through(tmp_path, raw_params):
 
 
 def test_rotate90_on_non_square_images_is_a_params_error(tmp_path, raw_params):
-    prepared = write_prepared(tmp_path / "prepared", np.zeros((2, 4, 6, 1), np.uint8), np.array([0, 1]), ["a", "b"])
+    prepared = write_prepared(tmp_path / "prepared", (4, 6, 1), 2, counts=(2, 2, 2))
     with pytest.raises(ParamsError, match="rotate90 needs square images; these are 4x6"):
         augment(params_with(raw_params, mode="offline"), prepared, tmp_path / "augmented", tmp_path / "figures")
     assert not (tmp_path / "augmented").exists()
 
 
-def collect(dataset):
-    batches = [(images.numpy(), labels.numpy()) for images, labels in dataset]
-    return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
+@pytest.mark.parametrize(
+    "settings, factor",
+    [
+        ({"mode": "none", "offline": ["rotate90"], "online": ["rotate90"]}, 1),
+        ({"mode": "offline", "offline": ["invert"], "online": ["rotation", "rotate90"]}, 2),
+        ({"mode": "online", "offline": ["rotate90"], "online": ["rotation"]}, 1),
+    ],
+)
+def test_rotate90_on_non_square_images_is_fine_where_its_mode_is_inactive(tmp_path, raw_params, settings, factor):
+    prepared = write_prepared(tmp_path / "prepared", (4, 6, 1), 2, counts=(4, 2, 2))
+    summary = augment(params_with(raw_params, **settings), prepared, tmp_path / "augmented", tmp_path / "figures")
+    assert summary["train_images"] == 4 * factor
+    assert (tmp_path / "figures" / "augmented_per_class.png").exists()
+
+
+def test_the_preview_is_the_augmenter_mode_online_would_give(raw_params):
+    online = online_augmenter(params_with(raw_params, mode="online"))
+    preview, label = preview_augmenter(params_with(raw_params, mode="offline"), (12, 12, 1))
+    assert label == "online preview (inactive, mode offline)"
+    assert [layer.name for layer in preview.layers] == [layer.name for layer in online.layers]
+    assert preview_augmenter(params_with(raw_params, mode="online"), (12, 12, 1))[1] == "online"
+    assert preview_augmenter(params_with(raw_params, online=["rotate90"]), (4, 6, 1)) == (None, "")
+    assert preview_augmenter(params_with(raw_params, online=[]), (12, 12, 1)) == (None, "")
 
 
 def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
@@ -164,8 +188,28 @@ def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
     assert np.abs(first_images - split.images).mean() > 1  # Active in training...
     assert not np.allclose(first_images, second_images)  # ...drawn afresh each epoch...
     np.testing.assert_array_equal(first_images, again_images)  # ...and seeded.
-    evaluation_images, _ = collect(make_dataset(split, 8))
-    np.testing.assert_array_equal(evaluation_images, split.images)  # Evaluation data is never augmented.
+
+
+def test_training_augments_training_batches_and_never_validation_ones(tmp_path, raw_params, monkeypatch):
+    import refinelab.training
+
+    prepared = write_prepared(tmp_path / "prepared", (8, 8, 1), 2, counts=(32, 16, 16))
+    calls = []
+
+    def recording_make_dataset(split, *args, augment=None, **kwargs):
+        calls.append((len(split), augment))
+        return make_dataset(split, *args, augment=augment, **kwargs)
+
+    monkeypatch.setattr(refinelab.training, "make_dataset", recording_make_dataset)
+    raw = copy.deepcopy(raw_params)
+    raw.update(epochs=1, batch_size=16, model="smaller")
+    raw["augment"].update(mode="online", online=["rotation", "flip_horizontal"])
+    refinelab.training.train(parse_params(raw), prepared, prepared, tmp_path / "model.keras", tmp_path / "live")
+
+    (train_count, train_augment), (validation_count, validation_augment) = calls
+    assert (train_count, validation_count) == (32, 16)
+    assert isinstance(train_augment, keras.layers.Pipeline) and train_augment.name == "rotation-flip_horizontal"
+    assert validation_augment is None
 
 
 def test_online_augmenter_only_in_online_modes(raw_params):

@@ -84,6 +84,20 @@ def test_most_confident_mistakes_come_first_and_right_answers_never():
     images = np.zeros((5, 4, 4, 1), dtype=np.uint8)
     figure = misclassification_gallery(images, labels, probabilities, ["shirt", "coat"], 3)
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
-    assert titles[0] == "shirt 95%\ntrue: coat" and len(titles) == 3
-    # No mistakes at all still makes a figure.
-    assert misclassification_gallery(images, probabilities.argmax(1), probabilities, ["shirt", "coat"], 3)
+    assert titles == ["shirt 95%\ntrue: coat", "coat 80%\ntrue: shirt", "shirt 70%\ntrue: coat"]
+    # No mistakes at all: one cell, untitled, that says "none".
+    figure = misclassification_gallery(images, probabilities.argmax(1), probabilities, ["shirt", "coat"], 3)
+    assert [axis.get_title() for axis in figure.axes] == [""]
+    assert [text.get_text() for axis in figure.axes for text in axis.texts] == ["none"]
+
+
+def test_sample_grid_has_one_row_per_class_titled_with_its_count():
+    from refinelab.plotting import sample_grid
+
+    images = np.zeros((5, 4, 4, 1), dtype=np.uint8)
+    figure = sample_grid(images, np.array([0, 1, 0, 0, 0]), ["shirt", "coat", "bag"], "train split", per_class=3)
+    cells = figure.axes
+    assert len(cells) == 9  # Three classes, three cells each.
+    assert [axis.get_title() for axis in cells] == ["shirt (4)", "", "", "coat (1)", "", "", "bag (0)", "", ""]
+    assert [len(axis.images) for axis in cells] == [1, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert figure._suptitle.get_text() == "train split: 5 images"

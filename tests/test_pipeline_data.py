@@ -1,12 +1,8 @@
 import numpy as np
 
+from conftest import collect
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import Split
-
-
-def collect(dataset):
-    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in dataset))
-    return np.concatenate(images), np.concatenate(labels)
 
 
 def test_every_item_once_with_labels_aligned():

@@ -176,9 +176,23 @@ def build_augmenter(
     return layers.Pipeline([*ops, ImageTransform(clip_to_pixels, name="clip")], name="-".join(names) or "identity")
 
 
+def offline_active(settings: AugmentParams) -> bool:
+    return settings.mode in ("offline", "both")
+
+
+def online_active(settings: AugmentParams) -> bool:
+    return settings.mode in ("online", "both")
+
+
+def active_op_lists(settings: AugmentParams) -> list[list[str]]:
+    """The op chains the current mode applies: each offline entry's, then the online one."""
+    offline = [op_names(entry) for entry in settings.offline] if offline_active(settings) else []
+    return offline + ([list(settings.online)] if online_active(settings) and settings.online else [])
+
+
 def online_augmenter(params: Params) -> keras.layers.Pipeline | None:
     """The training-batch augmentation for ``make_dataset``, or None when ``augment.mode`` has none."""
-    if params.augment.mode not in ("online", "both") or not params.augment.online:
+    if not online_active(params.augment) or not params.augment.online:
         return None
     return build_augmenter(params.augment.online, params.augment, params.seed, online=True)
 
@@ -199,10 +213,18 @@ def apply_to_uint8(augmenter: Callable, images: np.ndarray) -> np.ndarray:
     return np.rint(transformed).astype(np.uint8)
 
 
-def check_shapes_kept(names: Sequence[str], image_shape: Sequence[int]) -> None:
+def shape_problem(names: Sequence[str], image_shape: Sequence[int]) -> str | None:
+    """Why the ops ``names`` cannot keep images of ``image_shape`` as they are, or None when they can."""
     height, width = image_shape[:2]
     if "rotate90" in names and height != width:
-        raise ParamsError(f"augment: rotate90 needs square images; these are {height}x{width} (set data.image_size)")
+        return f"augment: rotate90 needs square images; these are {height}x{width} (set data.image_size)"
+    return None
+
+
+def check_shapes_kept(names: Sequence[str], image_shape: Sequence[int]) -> None:
+    problem = shape_problem(names, image_shape)
+    if problem:
+        raise ParamsError(problem)
 
 
 def write_offline(source: Split, augmenters: Sequence[Callable], out_dir: Path) -> int:
@@ -230,11 +252,9 @@ def write_offline(source: Split, augmenters: Sequence[Callable], out_dir: Path) 
 def summary(params: Params, source_images: int, train_images: int) -> dict[str, Any]:
     """What ``dvc exp show`` shows beside accuracy: sizes, the active ops and their settings."""
     settings = params.augment
-    offline = settings.mode in ("offline", "both")
-    online = settings.mode in ("online", "both")
+    offline, online = offline_active(settings), online_active(settings)
     offline_entries = ["+".join(op_names(entry)) for entry in settings.offline] if offline else []
-    active = {name for entry in settings.offline for name in op_names(entry)} if offline else set()
-    active |= set(settings.online) if online else set()
+    active = {name for names in active_op_lists(settings) for name in names}
     return {
         "mode": settings.mode,
         "source_images": source_images,
@@ -251,12 +271,10 @@ def augment(params: Params, prepared_dir: str | Path, out_dir: str | Path, figur
     """Write the training split that train will read to ``out_dir``, draw sample grids; return the summary."""
     prepared_dir = Path(prepared_dir)
     source = load_split(prepared_dir, "train")
-    image_shape = source.images.shape[1:]
-    offline = params.augment.mode in ("offline", "both")
-    for names in [op_names(entry) for entry in params.augment.offline] if offline else []:
-        check_shapes_kept(names, image_shape)
-    check_shapes_kept(params.augment.online, image_shape)
-    augmenters = offline_augmenters(params) if offline else []
+    # Only the ops this mode applies are checked: an inactive setting is never an error.
+    for names in active_op_lists(params.augment):
+        check_shapes_kept(names, source.images.shape[1:])
+    augmenters = offline_augmenters(params) if offline_active(params.augment) else []
     with atomic_dir(out_dir) as staging:
         total = write_offline(source, augmenters, staging)
         augmented = load_split(staging, "train")
@@ -270,14 +288,19 @@ SAMPLES_PER_CLASS = 2
 ONLINE_VERSIONS_PER_SAMPLE = 3
 
 
-def preview_augmenter(params: Params) -> tuple[keras.layers.Pipeline | None, str]:
-    """The online augmenter; with ``mode: offline`` or ``none``, the online ops as a preview."""
+def preview_augmenter(params: Params, image_shape: Sequence[int]) -> tuple[keras.layers.Pipeline | None, str]:
+    """The online augmenter and its label; with ``mode: offline`` or ``none``, the one ``mode: online``
+    would give, as a preview (none when its ops cannot keep images of ``image_shape``)."""
     settings = params.augment
-    if not settings.online:
+    active = online_active(settings)
+    if not active and shape_problem(settings.online, image_shape):
         return None, ""
-    active = settings.mode in ("online", "both")
-    label = "online" if active else f"online preview (inactive, mode {settings.mode})"
-    return build_augmenter(settings.online, settings, params.seed, online=True), label
+    if not active:  # The augmenter that mode online would give these settings.
+        params = params.model_copy(update={"augment": settings.model_copy(update={"mode": "online"})})
+    augmenter = online_augmenter(params)
+    if augmenter is None:
+        return None, ""
+    return augmenter, "online" if active else f"online preview (inactive, mode {settings.mode})"
 
 
 def draw_samples(params: Params, source: Split, augmented: Split, class_names: list[str], figures_dir: str | Path) -> None:
@@ -293,7 +316,7 @@ def draw_samples(params: Params, source: Split, augmented: Split, class_names: l
     offline_names = [
         "+".join(op_names(entry)) for entry in params.augment.offline for _ in range(params.augment.copies)
     ][:copies]
-    online, online_label = preview_augmenter(params)
+    online, online_label = preview_augmenter(params, source.images.shape[1:])
     if count == 0:
         return
 

@@ -121,27 +121,24 @@ def show_image(axis: plt.Axes, image: np.ndarray) -> None:
 def sample_grid(
     images: np.ndarray, labels: np.ndarray, class_names: list[str], title: str, per_class: int = 8, max_classes: int = 20
 ) -> plt.Figure:
-    """One row per class (the first ``max_classes``): its first ``per_class`` images, the row titled with its name."""
-    classes = list(range(min(len(class_names), max_classes)))
-    figure, axes = plt.subplots(
-        len(classes), per_class, figsize=(1.2 * per_class, 1.3 * len(classes)), squeeze=False
-    )
-    for row, label in zip(axes, classes):
-        members = np.flatnonzero(labels == label)[:per_class]
-        for column, axis in enumerate(row):
-            axis.axis("off")
-            if column < len(members):
-                show_image(axis, images[members[column]])
-        row[0].set_title(f"{class_names[label]} ({int(np.sum(labels == label))})", fontsize=8, loc="left")
-    figure.suptitle(f"{title}: {len(labels)} images", fontsize=10)
-    figure.tight_layout()
-    return figure
+    """One row per class (the first ``max_classes``): its first ``per_class`` images, the row's first
+    cell titled with the class name and its image count."""
+    cells, titles = [], []
+    for label, class_name in enumerate(class_names[:max_classes]):
+        members = np.flatnonzero(labels == label)
+        row = [images[index] for index in members[:per_class]]
+        cells.extend(row + [None] * (per_class - len(row)))
+        titles.extend([f"{class_name} ({len(members)})"] + [""] * (per_class - 1))
+    return image_grid(cells, titles, f"{title}: {len(labels)} images", columns=per_class)
 
 
 def image_grid(
     images, titles: list[str], heading: str, title_colours: list[str] | None = None, columns: int | None = None
 ) -> plt.Figure:
-    """uint8 HxWxC images in a grid (near-square unless ``columns`` is given), each with its own title."""
+    """uint8 HxWxC images in a grid (near-square unless ``columns`` is given), each with its own title.
+
+    An image that is None leaves its cell empty (but titled), so rows can be kept aligned.
+    """
     count = len(titles)
     columns = columns or max(1, int(np.ceil(np.sqrt(count))))
     rows = max(1, int(np.ceil(count / columns)))
@@ -152,7 +149,8 @@ def image_grid(
         axis.axis("off")
         if index >= count:
             continue
-        show_image(axis, images[index])
+        if images[index] is not None:
+            show_image(axis, images[index])
         axis.set_title(titles[index], fontsize=font, color=(title_colours or ["black"] * count)[index])
     if not count:
         axes.flat[0].text(0.5, 0.5, "none", ha="center", va="center")
