@@ -135,3 +135,10 @@ def write_prepared(directory: Path, image_shape, num_classes: int, counts=(96, 3
         "preprocessing": {"image_size": list(image_shape[:2]), "color_mode": color_mode, "resize": "crop"},
     })
     return directory
+
+
+def commit_params(project: Path, params: dict, message: str = "tiny config") -> None:
+    """Write ``params`` as the project's params.yaml and commit everything (experiments start from a commit)."""
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", message], project)

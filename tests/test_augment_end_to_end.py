@@ -3,9 +3,8 @@
 import json
 
 import pytest
-import yaml
 
-from conftest import needs_fashion_mnist, run
+from conftest import commit_params, needs_fashion_mnist, run
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
@@ -19,9 +18,7 @@ def test_offline_repro_then_online_experiment(project_copy, project_env, tiny_ra
 
     project = project_copy
     tiny_raw_params["augment"]["mode"] = "offline"
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_raw_params, sort_keys=False))
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "tiny config"], project)
+    commit_params(project, tiny_raw_params)
     run(["dvc", "repro"], project, env=project_env)
     summary = json.loads((project / "metrics/augment.json").read_text())
     assert summary["train_images"] == 3 * summary["source_images"] and summary["offline"] == "invert,rotate90"

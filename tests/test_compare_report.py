@@ -5,9 +5,8 @@ import re
 import sys
 
 import pytest
-import yaml
 
-from conftest import needs_fashion_mnist, run
+from conftest import commit_params, needs_fashion_mnist, run
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
@@ -21,9 +20,7 @@ def test_compare_experiments_then_report_the_workspace_against_main(project_copy
     project = project_copy
     params = dict(tiny_raw_params, model="baseline", dropout=0.0)  # An MLP: fast.
     params["data"] = dict(params["data"], limit=100)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "tiny config"], project)
+    commit_params(project, params)
     run(["git", "branch", "-M", "main"], project)
     run(["dvc", "repro"], project, env=project_env)
     run(["git", "add", "-A"], project)

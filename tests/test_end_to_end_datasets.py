@@ -3,9 +3,8 @@
 import json
 
 import pytest
-import yaml
 
-from conftest import SHARED_DATASETS, run
+from conftest import SHARED_DATASETS, commit_params, run
 
 pytestmark = [
     pytest.mark.slow,
@@ -20,9 +19,7 @@ def test_experiments_on_a_file_name_labelled_folder_and_an_hdf5_file(project_cop
     # Paths in params are relative to the project root; the test's copy lives elsewhere, so use absolute ones.
     params["filename_labels"]["path"] = str(SHARED_DATASETS / "chihuahua-muffin")
     params["h5"].update(train=None, test=str(SHARED_DATASETS / "signs" / "test_signs.h5"))
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "tiny config"], project)
+    commit_params(project, params)
 
     run(["dvc", "exp", "run", "-S", "dataset=filename_labels", "--name", "chihuahua-muffin"], project, env=project_env)
     report = json.loads((project / "metrics/data.json").read_text())

@@ -6,31 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_prepared
 from refinelab.config import parse_params
-from refinelab.prepared import SPLITS, save_meta, save_split
 
 TIMING_KEYS = {"train_seconds", "images_per_second"}
-
-
-def write_prepared(directory, image_shape, num_classes, counts=(96, 32, 32), seed=0):
-    """A prepared dataset whose classes differ by a bright horizontal band: learnable in one epoch."""
-    rng = np.random.default_rng(seed)
-    band = image_shape[0] // num_classes
-    for split, count in zip(SPLITS, counts):
-        labels = np.arange(count) % num_classes
-        images = rng.integers(0, 60, size=(count, *image_shape))
-        for label in range(num_classes):
-            images[labels == label, label * band : (label + 1) * band] += 150
-        save_split(directory, split, images.astype(np.uint8), labels)
-    color_mode = "grayscale" if image_shape[-1] == 1 else "rgb"
-    save_meta(directory, {
-        "dataset": "synthetic",
-        "class_names": [f"class{label}" for label in range(num_classes)],
-        "image_shape": list(image_shape),
-        "preprocessing": {"image_size": list(image_shape[:2]), "color_mode": color_mode, "resize": "crop"},
-    })
-    return directory
 
 
 def tiny_params(changes=None, train=None, architectures=None):

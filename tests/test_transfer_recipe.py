@@ -4,18 +4,15 @@ import json
 import shutil
 
 import pytest
-import yaml
 
-from conftest import needs_fashion_mnist, run
+from conftest import commit_params, needs_fashion_mnist, run
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 
 def test_pretrain_then_transfer_with_dvc(project_copy, project_env, tiny_raw_params):
     project = project_copy
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_raw_params, sort_keys=False))
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "tiny config"], project)
+    commit_params(project, tiny_raw_params)
     run(["dvc", "repro"], project, env=project_env)
     pretrained_size = json.loads((project / "metrics/model.json").read_text())
 
