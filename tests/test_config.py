@@ -169,3 +169,9 @@ def test_resolved_params_are_exactly_the_train_stage_params():
     assert sorted(TRAIN_STAGE_PARAMS) == sorted(train_stage["params"])
     resolved = load_params(ROOT / "params.yaml").resolved()
     assert set(resolved) == set(TRAIN_STAGE_PARAMS) - {"architectures"} | {"architecture"}
+
+
+def test_input_size_is_rejected_for_a_pretrained_model_file(raw_params):
+    architecture = {"type": "transfer", "weights": "pretrained/cnn.keras", "input_size": 64}
+    with pytest.raises(ParamsError, match="input_size: leave it out when weights is a model file"):
+        parse_params({**raw_params, "model": "mine", "architectures": {"mine": architecture}})

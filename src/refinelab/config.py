@@ -239,6 +239,11 @@ class TransferSpec(StrictModel):
     def _consistent(self) -> TransferSpec:
         if self.pretrained_path and self.base is not None:
             raise ValueError(f"base: leave it out when weights is a model file ({self.weights!r})")
+        if self.pretrained_path and "input_size" in self.model_fields_set:
+            raise ValueError(
+                f"input_size: leave it out when weights is a model file ({self.weights!r}): "
+                "images are resized to that model's own input size"
+            )
         if not self.pretrained_path and self.base is None:
             raise ValueError(
                 f"base: required (vgg16, mobilenet_v2, efficientnet_b0, resnet50) with weights: {self.weights}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 BuilderT = TypeVar("BuilderT", bound=Callable)
@@ -37,6 +37,3 @@ class Registry(Generic[BuilderT]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._builders
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
