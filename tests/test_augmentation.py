@@ -237,3 +237,23 @@ def test_bad_augment_params_name_the_key(raw_params, change, message):
 def test_integer_strengths_are_accepted(raw_params):
     # `dvc exp run -S augment.rotation=15` writes an int.
     assert params_with(raw_params, rotation=15).augment.rotation == 15
+
+
+def edge_energy(images):
+    images = np.asarray(images, dtype=np.float32)
+    return float(np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean())
+
+
+@pytest.mark.parametrize("interpolation, kept", [("nearest", 0.85), ("bilinear", None)])
+def test_the_chained_geometric_ops_keep_images_sharp_only_with_nearest(raw_params, interpolation, kept):
+    """Each geometric op is its own layer: bilinear resampling compounds over the chain into a blur."""
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 2, size=(16, 14, 14)) * 255  # Sharp 2x2-pixel blocks: lots of edges.
+    images = np.repeat(np.repeat(blocks, 2, axis=1), 2, axis=2)[..., np.newaxis].astype(np.uint8)
+    params = params_with(raw_params, interpolation=interpolation)
+    augmenter = build_augmenter(["rotation", "zoom", "shear", "shift"], params.augment, seed=3, online=True)
+    ratio = edge_energy(apply_to_uint8(augmenter, images)) / edge_energy(images)
+    if kept is not None:
+        assert ratio > kept
+    else:
+        assert ratio < 0.8  # The blur the default avoids.

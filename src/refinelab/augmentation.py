@@ -112,22 +112,33 @@ for _name, _transform in (
 
 @AUGMENTATIONS.register("rotation")
 def rotation(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
-    return layers.RandomRotation(settings.rotation / 360, fill_mode=settings.fill_mode, seed=seed, name="rotation")
+    return layers.RandomRotation(
+        settings.rotation / 360, fill_mode=settings.fill_mode, interpolation=settings.interpolation, seed=seed,
+        name="rotation",
+    )
 
 
 @AUGMENTATIONS.register("zoom")
 def zoom(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
-    return layers.RandomZoom(settings.zoom, fill_mode=settings.fill_mode, seed=seed, name="zoom")
+    return layers.RandomZoom(
+        settings.zoom, fill_mode=settings.fill_mode, interpolation=settings.interpolation, seed=seed, name="zoom"
+    )
 
 
 @AUGMENTATIONS.register("shear")
 def shear(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
-    return layers.RandomShear(settings.shear, settings.shear, fill_mode=settings.fill_mode, seed=seed, name="shear")
+    return layers.RandomShear(
+        settings.shear, settings.shear, fill_mode=settings.fill_mode, interpolation=settings.interpolation,
+        seed=seed, name="shear",
+    )
 
 
 @AUGMENTATIONS.register("shift")
 def shift(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
-    return layers.RandomTranslation(settings.shift, settings.shift, fill_mode=settings.fill_mode, seed=seed, name="shift")
+    return layers.RandomTranslation(
+        settings.shift, settings.shift, fill_mode=settings.fill_mode, interpolation=settings.interpolation,
+        seed=seed, name="shift",
+    )
 
 
 @AUGMENTATIONS.register("brightness")
@@ -156,8 +167,8 @@ def cutout(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
 
 # Which settings each op reads (reported in metrics/augment.json).
 OP_SETTINGS = {
-    "rotation": ("rotation", "fill_mode"), "zoom": ("zoom", "fill_mode"), "shear": ("shear", "fill_mode"),
-    "shift": ("shift", "fill_mode"), "brightness": ("brightness",), "contrast": ("contrast",),
+    "rotation": ("rotation", "fill_mode", "interpolation"), "zoom": ("zoom", "fill_mode", "interpolation"),
+    "shear": ("shear", "fill_mode", "interpolation"), "shift": ("shift", "fill_mode", "interpolation"), "brightness": ("brightness",), "contrast": ("contrast",),
     "noise": ("noise",), "cutout": ("cutout",),
 }
 
