@@ -43,28 +43,34 @@ def load_folder(folder: Path, preprocessing: Preprocessing) -> tuple[np.ndarray,
     return np.stack(images), np.array(labels, dtype=np.int64)
 
 
-def run_once(raw_params: dict, train_dir: Path, test_sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Train the preset on ``train_dir``'s split with refinelab's seeding; accuracy on each test set."""
+def run_once(
+    raw_params: dict, train_dir: Path, prepared_dir: Path, test_sets: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict:
+    """Train the preset on the training set augment wrote to ``train_dir`` with refinelab's seeding;
+    accuracy on each test set."""
     import keras
 
+    from refinelab.batch_norm import recalibrate
     from refinelab.models import Regularization, build_model
     from refinelab.pipeline_data import make_dataset
-    from refinelab.prepared import Split, load_split
-    from refinelab.training import seed_everything
+    from refinelab.prepared import Split, load_training_set
+    from refinelab.training import resolve_batch_size, seed_everything
 
     params = parse_params(raw_params)
     seed_everything(params.seed)
-    train = load_split(train_dir, "train")
+    train = load_training_set(train_dir, prepared_dir)
+    batch_size = resolve_batch_size(params.batch_size, len(train))
     model = build_model(
         params.architecture, train.images.shape[1:], len(CLASS_NAMES),
         Regularization(dropout=params.dropout, l2=params.l2), name=params.model,
     )
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    model.fit(make_dataset(train, params.batch_size, shuffle=True, seed=params.seed), epochs=params.epochs,
+    model.fit(make_dataset(train, batch_size, shuffle=True, seed=params.seed), epochs=params.epochs,
               shuffle=False, verbose=0)
+    recalibrate(model, train, params.seed)  # As the train stage does: batch-norm statistics for inference.
     return {
-        name: float(model.evaluate(make_dataset(Split(images, labels), params.batch_size), verbose=0)[1])
+        name: float(model.evaluate(make_dataset(Split(images, labels), batch_size), verbose=0)[1])
         for name, (images, labels) in test_sets.items()
     }
 
@@ -85,8 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from refinelab.augmentation import augment, invert, rotate90
+    from refinelab.augmentation import invert, rotate90
     from refinelab.prepared import save_meta, save_split
+    from refinelab.training_set import augment
 
     preprocessing = Preprocessing((args.size, args.size), args.color_mode, "crop")
     train_images, train_labels = load_folder(args.dataset_dir, preprocessing)
@@ -115,7 +122,7 @@ def main() -> None:
                     raw["augment"].update(mode=mode, offline=["invert", "rotate90"], copies=1)
                     augmented = Path(scratch) / f"augmented-{mode}-{seed}"
                     summary = augment(parse_params(raw), prepared, augmented, args.figures or Path(scratch) / "figures")
-                    accuracy = run_once(raw, augmented, test_sets)
+                    accuracy = run_once(raw, augmented, prepared, test_sets)
                     results.append({"model": model, "copies": mode == "offline", "seed": seed,
                                     "train_images": summary["train_images"], **accuracy})
                     log.info("%s", results[-1])

@@ -16,8 +16,8 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
 
-    from refinelab.augmentation import augment
     from refinelab.fileio import write_json
+    from refinelab.training_set import augment
 
     write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir, args.figures_dir))
 

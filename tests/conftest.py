@@ -116,8 +116,11 @@ def collect(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def write_prepared(directory: Path, image_shape, num_classes: int, counts=(96, 32, 32), seed: int = 0) -> Path:
     """A prepared dataset (train, validation, test; ``counts`` images each) whose classes differ by a
-    bright horizontal band: learnable in one epoch. Labels cycle 0, 1, ..., num_classes - 1."""
-    from refinelab.prepared import SPLITS, save_meta, save_split
+    bright horizontal band: learnable in one epoch. Labels cycle 0, 1, ..., num_classes - 1.
+
+    The folder doubles as augment's output (its training_set.json names the prepared split), so it
+    can be passed to train as both folders."""
+    from refinelab.prepared import SPLITS, save_meta, save_split, write_training_set
 
     rng = np.random.default_rng(seed)
     band = image_shape[0] // num_classes
@@ -134,6 +137,7 @@ def write_prepared(directory: Path, image_shape, num_classes: int, counts=(96, 3
         "image_shape": list(image_shape),
         "preprocessing": {"image_size": list(image_shape[:2]), "color_mode": color_mode, "resize": "crop"},
     })
+    write_training_set(directory, "prepared", counts[0])
     return directory
 
 

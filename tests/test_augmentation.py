@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import collect, write_prepared
-from refinelab.augmentation import (
-    AUGMENTATIONS, apply_to_uint8, augment, build_augmenter, online_augmenter, preview_augmenter,
-)
+from refinelab.augmentation import AUGMENTATIONS, apply_to_uint8, build_augmenter, online_augmenter, preview_augmenter
 from refinelab.config import AugmentOp, parse_params
 from refinelab.errors import ParamsError
 from refinelab.pipeline_data import make_dataset
-from refinelab.prepared import Split, load_split
+from refinelab.prepared import Split, load_split, load_training_set
+from refinelab.training_set import augment
 
 RANDOM_OPS = ["rotation", "zoom", "shear", "shift", "brightness", "contrast", "noise", "cutout"]
 
@@ -130,15 +129,19 @@ def test_offline_random_copies_are_seeded(tmp_path, raw_params):
     assert not np.array_equal(first[8:16], first[16:24])  # Two copies, two different draws.
 
 
-def test_mode_none_passes_the_training_split_through(tmp_path, raw_params):
+@pytest.mark.parametrize("mode, figures", [
+    ("none", ["no_augmentation.png"]), ("online", ["augmented_one_image.png", "augmented_per_class.png"]),
+])
+def test_without_offline_copies_train_reads_the_prepared_split_and_nothing_is_copied(tmp_path, raw_params, mode, figures):
     prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 2, counts=(4, 2, 2))
     source = load_split(prepared, "train")
-    images, labels = source.images, source.labels
-    summary = augment(params_with(raw_params), prepared, tmp_path / "augmented", tmp_path / "figures")
-    out = load_split(tmp_path / "augmented", "train")
-    np.testing.assert_array_equal(out.images, images)
-    np.testing.assert_array_equal(out.labels, labels)
-    assert summary["train_images"] == 4 and summary["settings"] == {}
+    summary = augment(params_with(raw_params, mode=mode), prepared, tmp_path / "augmented", tmp_path / "figures")
+    assert sorted(path.name for path in (tmp_path / "augmented").iterdir()) == ["training_set.json"]
+    out = load_training_set(tmp_path / "augmented", prepared)
+    np.testing.assert_array_equal(out.images, source.images)
+    np.testing.assert_array_equal(out.labels, source.labels)
+    assert summary["train_images"] == 4 and (summary["settings"] == {}) == (mode == "none")
+    assert sorted(path.name for path in (tmp_path / "figures").iterdir()) == figures
 
 
 def test_rotate90_on_non_square_images_is_a_params_error(tmp_path, raw_params):
@@ -160,7 +163,8 @@ def test_rotate90_on_non_square_images_is_fine_where_its_mode_is_inactive(tmp_pa
     prepared = write_prepared(tmp_path / "prepared", (4, 6, 1), 2, counts=(4, 2, 2))
     summary = augment(params_with(raw_params, **settings), prepared, tmp_path / "augmented", tmp_path / "figures")
     assert summary["train_images"] == 4 * factor
-    assert (tmp_path / "figures" / "augmented_per_class.png").exists()
+    figure = "no_augmentation.png" if settings["mode"] == "none" else "augmented_per_class.png"
+    assert (tmp_path / "figures" / figure).exists()
 
 
 def test_the_preview_is_the_augmenter_mode_online_would_give(raw_params):
@@ -206,7 +210,8 @@ def test_training_augments_training_batches_and_never_validation_ones(tmp_path, 
     raw["augment"].update(mode="online", online=["rotation", "flip_horizontal"])
     refinelab.training.train(parse_params(raw), prepared, prepared, tmp_path / "model.keras", tmp_path / "live")
 
-    (train_count, train_augment), (validation_count, validation_augment) = calls
+    (train_count, train_augment), (validation_count, validation_augment) = calls[:2]
+    assert all(augment is None for _, augment in calls[1:])  # Nor the final validation of the saved model.
     assert (train_count, validation_count) == (32, 16)
     assert isinstance(train_augment, keras.layers.Pipeline) and train_augment.name == "rotation-flip_horizontal"
     assert validation_augment is None

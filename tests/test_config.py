@@ -25,7 +25,9 @@ def test_the_real_params_file_is_valid():
         ({"dropuot": 0.1}, "dropuot: unknown key; did you mean 'dropout'?"),
         ({"model": "huge"}, "unknown architecture 'huge'; valid names: baseline, bigger"),
         ({"dataset": "cifar"}, "unknown dataset 'cifar'; valid names: digits, fashion_mnist, filename_labels, h5, image_folder, mnist"),
-        ({"batch_size": "64"}, "batch_size: Input should be a valid integer"),
+        ({"batch_size": "64"}, 'batch_size: expected auto or a whole number from 1 to 65536 (got "64")'),
+        ({"batch_size": 0}, "batch_size: expected auto or a whole number from 1 to 65536 (got 0)"),
+        ({"batch_size": True}, "batch_size: expected auto or a whole number from 1 to 65536 (got true)"),
         ({"learning_rate": True}, "learning_rate: Input should be a valid number"),
     ],
 )
@@ -49,7 +51,7 @@ def test_nested_typos_name_the_nested_key(raw_params):
 def test_resolved_params_hold_the_selected_architecture(raw_params):
     resolved = parse_params({**raw_params, "model": "bigger", "dropout": 0.25}).resolved()
     assert resolved["architecture"] == {
-        "type": "mlp", "hidden": [512, 128, 16], "batch_norm": False, "input_dropout": 0.0
+        "type": "mlp", "hidden": [512, 128, 16], "batch_norm": True, "input_dropout": 0.0
     }
     assert resolved["dropout"] == 0.25
     assert "architectures" not in resolved

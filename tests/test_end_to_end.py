@@ -23,7 +23,7 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     run(["dvc", "repro"], project, env=project_env)
 
     for output in (
-        "data/prepared/meta.json", "data/augmented/train_images.npy", "models/model.keras", "models/params.json",
+        "data/prepared/meta.json", "data/augmented/training_set.json", "models/model.keras", "models/params.json",
         "metrics/figures/learning_curves.png", "metrics/figures/confusion_matrix.png",
         "metrics/figures/test_predictions.png", "metrics/confusion.csv",
     ):
@@ -32,6 +32,8 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     accuracy = evaluation["test"]["accuracy"]
     assert 0.0 <= accuracy <= 1.0 and 0.0 <= evaluation["train_accuracy"] <= 1.0
     assert evaluation["train_test_gap"] == pytest.approx(evaluation["train_accuracy"] - accuracy)
+    # One epoch of 7 steps (200 images, batch_size 32 as set): the health check says it is too little.
+    assert evaluation["health_warnings"] >= 1 and "few_steps" in evaluation["health"]
     assert len(evaluation["test"]["per_class"]) == 10
     model_size = json.loads((project / "metrics/model.json").read_text())
     assert model_size["layers"][-1]["name"] == "classes"
@@ -41,6 +43,7 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     assert (project / "metrics/confusion.csv").read_text().count("\n") == 201  # header + limit rows
     resolved = json.loads((project / "models/params.json").read_text())
     assert resolved["dropout"] == tiny_raw_params["dropout"] and len(resolved["class_names"]) == 10
+    assert resolved["batch_size"] == 32 and resolved["training"]["steps_per_epoch"] == 7
     assert dropout_rates(project / "models/model.keras") == {tiny_raw_params["dropout"]}
 
     # Nothing changed: nothing re-runs.

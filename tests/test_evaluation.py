@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from refinelab.evaluation import classification_metrics, expected_calibration_error, write_confusion_csv
+from refinelab.plotting import HEADING_FONT_SIZE
 
 
 def one_hot_probabilities(predicted, classes, confidence=0.8):
@@ -83,21 +84,63 @@ def test_most_confident_mistakes_come_first_and_right_answers_never():
     assert most_confident_mistakes(labels, probabilities, 10).tolist() == [4, 2, 3, 1]
     images = np.zeros((5, 4, 4, 1), dtype=np.uint8)
     figure = misclassification_gallery(images, labels, probabilities, ["shirt", "coat"], 3)
-    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
-    assert titles == ["shirt 95%\ntrue: coat", "coat 80%\ntrue: shirt", "shirt 70%\ntrue: coat"]
-    # No mistakes at all: one cell, untitled, that says "none".
+    assert cell_titles(figure) == ["shirt 95%\ntrue: coat", "coat 80%\ntrue: shirt", "shirt 70%\ntrue: coat"]
+    # No mistakes at all: an empty grid that says "none".
     figure = misclassification_gallery(images, probabilities.argmax(1), probabilities, ["shirt", "coat"], 3)
-    assert [axis.get_title() for axis in figure.axes] == [""]
-    assert [text.get_text() for axis in figure.axes for text in axis.texts] == ["none"]
+    assert cell_titles(figure) == ["none"]
+
+
+def cell_titles(figure):
+    """The texts of an image grid (one picture, titles drawn over it), without its heading."""
+    (axis,) = figure.axes
+    return [text.get_text() for text in axis.texts if text.get_fontsize() != HEADING_FONT_SIZE]
 
 
 def test_sample_grid_has_one_row_per_class_titled_with_its_count():
-    from refinelab.plotting import sample_grid
+    from refinelab.plotting import display_pixels, sample_grid
 
     images = np.zeros((5, 4, 4, 1), dtype=np.uint8)
     figure = sample_grid(images, np.array([0, 1, 0, 0, 0]), ["shirt", "coat", "bag"], "train split", per_class=3)
-    cells = figure.axes
-    assert len(cells) == 9  # Three classes, three cells each.
-    assert [axis.get_title() for axis in cells] == ["shirt (4)", "", "", "coat (1)", "", "", "bag (0)", "", ""]
-    assert [len(axis.images) for axis in cells] == [1, 1, 1, 1, 0, 0, 0, 0, 0]
-    assert figure._suptitle.get_text() == "train split: 5 images"
+    assert cell_titles(figure) == ["shirt (4)", "coat (1)", "bag (0)"]  # Each row's first cell.
+    assert figure.axes[0].texts[-1].get_text() == "train split: 5 images"
+    (picture,) = figure.axes[0].images
+    cell = display_pixels(images[0])
+    assert cell.shape == (56, 56, 3)  # 4x4 enlarged 14 times, nearest neighbour, made RGB.
+    # Four black images shown on white: shirt's first three, coat's one.
+    assert (picture.get_array() == 0).all(axis=-1).sum() == 4 * 56 * 56
+
+
+def test_prediction_grid_takes_the_classes_in_turn():
+    from refinelab.plotting import across_classes
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 2])  # Sorted by class, as a pre-split folder's test set is.
+    assert across_classes(labels, 5).tolist() == [0, 4, 6, 1, 5]
+    assert across_classes(labels, 100).tolist() == [0, 4, 6, 1, 5, 2, 3]
+
+
+def smooth_photos(count, size=64, seed=0):
+    """Photo-like RGB images (smooth colour fields plus sensor noise): as hard to compress as photos."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(count, 6, 6, 3), dtype=np.uint8)
+    fields = np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC)) for image in coarse])
+    return np.clip(fields + rng.normal(0, 6, fields.shape), 0, 255).astype(np.uint8)
+
+
+def test_figures_of_64x64_rgb_photos_stay_small(tmp_path):
+    """Every committed figure is small: they are part of every experiment's git commit."""
+    from refinelab.plotting import misclassification_gallery, prediction_grid, sample_grid, save_figure
+
+    images, labels = smooth_photos(400), np.arange(400) % 10
+    probabilities = np.random.default_rng(1).dirichlet(np.ones(10), size=400)
+    names = [f"class {index}" for index in range(10)]
+    save_figure(sample_grid(images, labels, names, "train split"), tmp_path / "samples.png")
+    save_figure(prediction_grid(images, labels, probabilities, names, 100), tmp_path / "predictions.png")
+    save_figure(misclassification_gallery(images, labels, probabilities, names, 100), tmp_path / "mistakes.png")
+    sizes = {path.name: path.stat().st_size for path in tmp_path.iterdir()}
+    assert all(size <= 300_000 for size in sizes.values()), sizes
+    from PIL import Image
+
+    with Image.open(tmp_path / "samples.png") as picture:
+        assert picture.mode == "P"  # A palette: no alpha channel, one byte a pixel before compression.

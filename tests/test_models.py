@@ -104,7 +104,7 @@ def test_l1_alone_and_with_l2_are_in_the_built_model(preset):
 
 
 @pytest.mark.parametrize(
-    "preset, with_bn", [("cnn", False), ("cnn_bn", True), ("resnet_small", True), ("bigger", False)]
+    "preset, with_bn", [("cnn", False), ("cnn_bn", True), ("resnet_small", True), ("bigger", True)]
 )
 def test_batch_norm_follows_the_spec(preset, with_bn):
     spec = PARAMS.architectures[preset]

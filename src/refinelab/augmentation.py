@@ -25,10 +25,10 @@ from keras import layers
 from numpy.lib.format import open_memmap
 
 from refinelab.config import AugmentParams, Params
-from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_dir
-from refinelab.prepared import Split, load_meta, load_split
+from refinelab.prepared import Split, load_split, write_training_set
 from refinelab.registry import Registry
+from refinelab.training_set import offline_active, online_active, op_names, shape_problem
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +165,6 @@ def cutout(settings: AugmentParams, seed: int, online: bool) -> layers.Layer:
     )
 
 
-# Which settings each op reads (reported in metrics/augment.json).
-OP_SETTINGS = {
-    "rotation": ("rotation", "fill_mode", "interpolation"), "zoom": ("zoom", "fill_mode", "interpolation"),
-    "shear": ("shear", "fill_mode", "interpolation"), "shift": ("shift", "fill_mode", "interpolation"), "brightness": ("brightness",), "contrast": ("contrast",),
-    "noise": ("noise",), "cutout": ("cutout",),
-}
-
-
-def op_names(entry: str | Sequence[str]) -> list[str]:
-    """An offline entry is one op name or a list of them."""
-    return [entry] if isinstance(entry, str) else list(entry)
-
-
 def build_augmenter(
     names: Sequence[str], settings: AugmentParams, seed: int, online: bool
 ) -> keras.layers.Pipeline:
@@ -185,20 +172,6 @@ def build_augmenter(
     seeds = np.random.SeedSequence([seed, len(names)]).generate_state(len(names))
     ops = [AUGMENTATIONS.get(name)(settings, int(op_seed), online) for name, op_seed in zip(names, seeds)]
     return layers.Pipeline([*ops, ImageTransform(clip_to_pixels, name="clip")], name="-".join(names) or "identity")
-
-
-def offline_active(settings: AugmentParams) -> bool:
-    return settings.mode in ("offline", "both")
-
-
-def online_active(settings: AugmentParams) -> bool:
-    return settings.mode in ("online", "both")
-
-
-def active_op_lists(settings: AugmentParams) -> list[list[str]]:
-    """The op chains the current mode applies: each offline entry's, then the online one."""
-    offline = [op_names(entry) for entry in settings.offline] if offline_active(settings) else []
-    return offline + ([list(settings.online)] if online_active(settings) and settings.online else [])
 
 
 def online_augmenter(params: Params) -> keras.layers.Pipeline | None:
@@ -224,20 +197,6 @@ def apply_to_uint8(augmenter: Callable, images: np.ndarray) -> np.ndarray:
     return np.rint(transformed).astype(np.uint8)
 
 
-def shape_problem(names: Sequence[str], image_shape: Sequence[int]) -> str | None:
-    """Why the ops ``names`` cannot keep images of ``image_shape`` as they are, or None when they can."""
-    height, width = image_shape[:2]
-    if "rotate90" in names and height != width:
-        return f"augment: rotate90 needs square images; these are {height}x{width} (set data.image_size)"
-    return None
-
-
-def check_shapes_kept(names: Sequence[str], image_shape: Sequence[int]) -> None:
-    problem = shape_problem(names, image_shape)
-    if problem:
-        raise ParamsError(problem)
-
-
 def write_offline(source: Split, augmenters: Sequence[Callable], out_dir: Path) -> int:
     """Write the originals followed by one transformed copy per augmenter; returns the image count.
 
@@ -257,41 +216,18 @@ def write_offline(source: Split, augmenters: Sequence[Callable], out_dir: Path) 
     images.flush()
     del images
     np.save(out_dir / "train_labels.npy", labels)
+    write_training_set(out_dir, "augmented", total)
     return total
 
 
-def summary(params: Params, source_images: int, train_images: int) -> dict[str, Any]:
-    """What ``dvc exp show`` shows beside accuracy: sizes, the active ops and their settings."""
-    settings = params.augment
-    offline, online = offline_active(settings), online_active(settings)
-    offline_entries = ["+".join(op_names(entry)) for entry in settings.offline] if offline else []
-    active = {name for names in active_op_lists(settings) for name in names}
-    return {
-        "mode": settings.mode,
-        "source_images": source_images,
-        "train_images": train_images,
-        "factor": round(train_images / max(source_images, 1), 4),
-        "offline": ",".join(offline_entries),
-        "copies": settings.copies if offline else 0,
-        "online": ",".join(settings.online) if online else "",
-        "settings": {key: getattr(settings, key) for name in sorted(active) for key in OP_SETTINGS.get(name, ())},
-    }
-
-
-def augment(params: Params, prepared_dir: str | Path, out_dir: str | Path, figures_dir: str | Path) -> dict[str, Any]:
-    """Write the training split that train will read to ``out_dir``, draw sample grids; return the summary."""
-    prepared_dir = Path(prepared_dir)
-    source = load_split(prepared_dir, "train")
-    # Only the ops this mode applies are checked: an inactive setting is never an error.
-    for names in active_op_lists(params.augment):
-        check_shapes_kept(names, source.images.shape[1:])
-    augmenters = offline_augmenters(params) if offline_active(params.augment) else []
+def write_offline_copies(
+    params: Params, source: Split, class_names: list[str], out_dir: str | Path, figures_dir: str | Path
+) -> int:
+    """Write the originals and their offline copies to ``out_dir``, draw the previews; return the count."""
     with atomic_dir(out_dir) as staging:
-        total = write_offline(source, augmenters, staging)
-        augmented = load_split(staging, "train")
-        draw_samples(params, source, augmented, load_meta(prepared_dir)["class_names"], figures_dir)
-    log.info("augment mode %s: %d training images from %d", params.augment.mode, total, len(source))
-    return summary(params, len(source), total)
+        total = write_offline(source, offline_augmenters(params), staging)
+        draw_samples(params, source, load_split(staging, "train"), class_names, figures_dir)
+    return total
 
 
 SAMPLE_GRID = 10  # The one-image grid is SAMPLE_GRID x SAMPLE_GRID.

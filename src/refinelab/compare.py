@@ -40,6 +40,8 @@ KEY_METRICS = (
     ("params", MODEL_METRICS, "total_params", "{:,}"),
     ("train seconds", TRAINING_METRICS, "train_seconds", "{:.1f}"),
     ("images/s", TRAINING_METRICS, "images_per_second", "{:,.0f}"),
+    # The health check's verdict (refinelab.health): "ok", or the codes of its warnings.
+    ("health", EVALUATION_METRICS, "health", "{}"),
 )
 ABSENT = "—"
 

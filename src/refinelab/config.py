@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ruamel.yaml import YAML, YAMLError
 
@@ -172,7 +172,9 @@ class MLPSpec(StrictModel):
 
     type: Literal["mlp"]
     hidden: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
-    batch_norm: bool = False
+    # Batch norm after each hidden Dense layer. Without it, Adam's first steps on thousands of
+    # positive inputs (64x64 RGB = 12,288) push every unit dead and the MLP predicts one class.
+    batch_norm: bool = True
     # Dropout on the input pixels (the "visible layer"), besides the top-level dropout after hidden layers.
     input_dropout: float = Field(0.0, ge=0, lt=1)
 
@@ -270,13 +272,17 @@ TRAIN_STAGE_PARAMS = (
 )
 
 
+MAX_BATCH_SIZE = 65_536
+
+
 class Params(StrictModel):
     """The whole params.yaml. The everyday knobs are top-level keys (``-S dropout=0.25``)."""
 
     dataset: str = "fashion_mnist"
     model: str
     epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(ge=1, le=65_536)
+    # auto: chosen from the training-set size (refinelab.training.resolve_batch_size); a number wins.
+    batch_size: Union[Literal["auto"], int] = "auto"
     learning_rate: float = Field(gt=0, le=10)
     dropout: float = Field(ge=0, lt=1)
     l2: float = Field(ge=0, le=1)
@@ -290,6 +296,14 @@ class Params(StrictModel):
     train: TrainParams = TrainParams()
     plot: PlotParams = PlotParams()
     architectures: dict[str, ArchitectureSpec] = Field(min_length=1)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _auto_or_a_batch(cls, value: Any) -> Any:
+        # One message for the two forms (a Union would report one line per member).
+        if value == "auto" or (type(value) is int and 1 <= value <= MAX_BATCH_SIZE):
+            return value
+        raise ValueError(f"expected auto or a whole number from 1 to {MAX_BATCH_SIZE} (got {json.dumps(value)})")
 
     @model_validator(mode="after")
     def _names_exist(self) -> Params:

@@ -11,10 +11,12 @@ import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, log_loss, top_k_accuracy_score
 
-from refinelab.fileio import atomic_path
+from refinelab import health
+from refinelab.errors import DataError
+from refinelab.fileio import atomic_path, read_json
 from refinelab.models import load_trained_model
-from refinelab.pipeline_data import make_dataset
-from refinelab.prepared import Split, load_meta, load_split
+from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
+from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split
 
 log = logging.getLogger(__name__)
 CALIBRATION_BINS = 15
@@ -22,8 +24,8 @@ CALIBRATION_BINS = 15
 TOP_K = 5
 
 
-def predict_probabilities(model: keras.Model, split: Split, batch_size: int) -> np.ndarray:
-    return model.predict(make_dataset(split, batch_size), verbose=0)
+def predict_probabilities(model: keras.Model, split: Split) -> np.ndarray:
+    return model.predict(make_dataset(split, INFERENCE_BATCH), verbose=0)
 
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -69,31 +71,61 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
     }
 
 
-def evaluate(model_path: str | Path, prepared_dir: str | Path, batch_size: int):
-    """Return (metrics, test probabilities, test labels).
+def training_record(model_path: str | Path) -> dict[str, Any]:
+    """The train stage's ``params.json`` beside the model (batch size, epochs, training-set size)."""
+    path = Path(model_path).parent / RESOLVED_PARAMS_FILE
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; the train stage writes it beside the model") from None
+
+
+def evaluate(model_path: str | Path, prepared_dir: str | Path):
+    """Return (metrics, test probabilities, test labels, health findings).
 
     Train accuracy is measured on the prepared (un-augmented) training split: next to the test
     accuracy it measures overfitting, which augmented copies would blur.
     """
     model = load_trained_model(model_path)
+    record = training_record(model_path)
     meta = load_meta(prepared_dir)
     class_names = meta["class_names"]
-    accuracy = {}
-    for name in ("train", "validation"):
-        split = load_split(prepared_dir, name)
-        accuracy[name] = float(accuracy_score(split.labels, predict_probabilities(model, split, batch_size).argmax(1)))
+    train = load_split(prepared_dir, "train")
+    train_probabilities = predict_probabilities(model, train)
+    validation = load_split(prepared_dir, "validation")
+    validation_accuracy = float(accuracy_score(validation.labels, predict_probabilities(model, validation).argmax(1)))
     test = load_split(prepared_dir, "test")
-    probabilities = predict_probabilities(model, test, batch_size)
+    probabilities = predict_probabilities(model, test)
     test_metrics = classification_metrics(test.labels, probabilities, class_names)
+    train_accuracy = float(accuracy_score(train.labels, train_probabilities.argmax(1)))
+    training = record.get("training", {})
+    schedule = health.Schedule(
+        train_images=int(training.get("train_images", len(train))),
+        batch_size=int(record["batch_size"]),
+        batch_size_param=training.get("batch_size_param", record["batch_size"]),
+        epochs=int(record["epochs"]),
+    )
+    findings = health.check(health.RunEvidence(
+        split="test",
+        labels=test.labels,
+        probabilities=probabilities,
+        class_names=class_names,
+        train_accuracy=train_accuracy,
+        train_loss=health.cross_entropy(train.labels, train_probabilities),
+        schedule=schedule,
+        # Measured by train on the saved model and these training images: the same numbers again.
+        mode_accuracies=training.get("mode_accuracies"),
+    ))
     metrics = {
         "test": test_metrics,
-        "train_accuracy": accuracy["train"],
-        "validation_accuracy": accuracy["validation"],
+        "train_accuracy": train_accuracy,
+        "validation_accuracy": validation_accuracy,
         # The overfitting signal: how much better the model does on what it was trained on.
-        "train_test_gap": accuracy["train"] - test_metrics["accuracy"],
+        "train_test_gap": train_accuracy - test_metrics["accuracy"],
+        **health.summary(findings),
     }
-    log.info("test accuracy %.4f (train %.4f)", test_metrics["accuracy"], accuracy["train"])
-    return metrics, probabilities, test.labels
+    log.info("test accuracy %.4f (train %.4f)", test_metrics["accuracy"], train_accuracy)
+    return metrics, probabilities, test.labels, findings
 
 
 def write_confusion_csv(path: str | Path, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> None:

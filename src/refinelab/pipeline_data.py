@@ -9,6 +9,10 @@ import tensorflow as tf
 
 from refinelab.prepared import Split
 
+# Images per batch where nothing is learned (validation, evaluation, prediction): at inference a
+# batch's size changes nothing but speed.
+INFERENCE_BATCH = 256
+
 
 def make_dataset(
     split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None

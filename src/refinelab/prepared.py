@@ -21,6 +21,9 @@ SPLITS = ("train", "validation", "test")
 META_FILE = "meta.json"
 # Written beside the model by train: its params, class names and preprocessing (what predict needs).
 RESOLVED_PARAMS_FILE = "params.json"
+# Written by augment: which training split train reads (the prepared one, or augment's copies).
+TRAINING_SET_FILE = "training_set.json"
+TRAINING_SET_SOURCES = ("prepared", "augmented")
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,23 @@ def load_meta(directory: str | Path) -> dict[str, Any]:
         return read_json(path)
     except FileNotFoundError:
         raise DataError(f"{path}: missing; run the prepare stage first") from None
+
+
+def write_training_set(directory: str | Path, source: str, images: int) -> None:
+    """Record in augment's output which train split train reads: ``prepared`` (no copy is made
+    when there are no offline copies) or ``augmented`` (the split in ``directory``)."""
+    if source not in TRAINING_SET_SOURCES:
+        raise ValueError(f"training set source {source!r}; valid: {', '.join(TRAINING_SET_SOURCES)}")
+    write_json(Path(directory) / TRAINING_SET_FILE, {"source": source, "images": images})
+
+
+def load_training_set(train_dir: str | Path, prepared_dir: str | Path) -> Split:
+    """The split train fits on, as augment's ``training_set.json`` in ``train_dir`` names it."""
+    path = Path(train_dir) / TRAINING_SET_FILE
+    try:
+        source = read_json(path)["source"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; run the augment stage first") from None
+    if source not in TRAINING_SET_SOURCES:
+        raise DataError(f"{path}: unknown source {source!r}; re-run the augment stage")
+    return load_split(prepared_dir if source == "prepared" else train_dir, "train")

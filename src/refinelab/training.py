@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,21 +18,38 @@ from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 from sklearn.utils.class_weight import compute_class_weight
 
+from refinelab import batch_norm, health
 from refinelab.augmentation import online_augmenter
 from refinelab.config import Params, TrainParams
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
-from refinelab.pipeline_data import make_dataset
-from refinelab.prepared import RESOLVED_PARAMS_FILE, load_meta, load_split
+from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
+from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
 from refinelab.registry import Registry
 
 log = logging.getLogger(__name__)
+
+# batch_size: auto is the largest power of two in this range that leaves AUTO_MIN_STEPS steps per epoch.
+AUTO_BATCH_RANGE = (8, 128)
+AUTO_MIN_STEPS = 50
 
 
 def seed_everything(seed: int) -> None:
     """One seed for Python, NumPy and TensorFlow, with deterministic TF ops (same params, same metrics)."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def resolve_batch_size(batch_size: int | str, train_images: int) -> int:
+    """An explicit batch size as it is; ``auto``: 128 for a large training set, halved (down to 8)
+    until an epoch has at least ``AUTO_MIN_STEPS`` steps. 128 images in 2 steps per epoch train
+    nothing; 2,000 images get 32 (63 steps), 500 get 8."""
+    if batch_size != "auto":
+        return int(batch_size)
+    smallest, batch = AUTO_BATCH_RANGE
+    while batch > smallest and train_images < batch * AUTO_MIN_STEPS:
+        batch //= 2
+    return batch
 
 
 def learning_rate(
@@ -206,16 +224,20 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
 def train(
     params: Params, train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path, live_dir: str | Path
 ) -> keras.Model:
-    """Fit the model on ``train_dir``'s train split, validating on the prepared validation split."""
+    """Fit the model on the training set augment chose (``train_dir``), validating on the prepared
+    validation split; re-estimate its batch-norm statistics, check its health, save it."""
     seed_everything(params.seed)
     meta = load_meta(prepared_dir)
     num_classes = len(meta["class_names"])
-    train_split = load_split(train_dir, "train")
+    train_split = load_training_set(train_dir, prepared_dir)
     validation_split = load_split(prepared_dir, "validation")
-    train_data = make_dataset(
-        train_split, params.batch_size, shuffle=True, seed=params.seed, augment=online_augmenter(params)
+    schedule = health.Schedule(
+        len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
-    validation_data = make_dataset(validation_split, params.batch_size)
+    train_data = make_dataset(
+        train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=online_augmenter(params)
+    )
+    validation_data = make_dataset(validation_split, INFERENCE_BATCH)
     train_data = with_targets(train_data, params.train, num_classes)
     validation_data = with_targets(validation_data, params.train, num_classes)
 
@@ -226,14 +248,19 @@ def train(
         reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
         name=params.model,
     )
-    steps_per_epoch = -(-len(train_split) // params.batch_size)
-    log.info("training %s (%d parameters) on %d images", params.model, model.count_params(), len(train_split))
+    momentum = batch_norm.set_momentum(model, schedule.steps_per_epoch)
+    log.info(
+        "training %s (%d parameters) on %d images: batch_size %d (%s), %d steps per epoch%s",
+        params.model, model.count_params(), schedule.train_images, schedule.batch_size,
+        "auto" if params.batch_size == "auto" else "set", schedule.steps_per_epoch,
+        f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
+    )
 
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
         timer = TrainingTimer(live, len(train_split))
         for phase in training_phases(params):
-            compile_for_phase(model, params, phase, steps_per_epoch)
+            compile_for_phase(model, params, phase, schedule.steps_per_epoch)
             log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, phase.last)
             model.fit(
                 train_data,
@@ -245,8 +272,56 @@ def train(
                 shuffle=False,  # The tf.data pipeline shuffles, seeded.
                 verbose=2,
             )
-    save_model(model, model_path, resolved_params(params, meta))
+        # The clean (un-augmented) training images: the distribution inference sees.
+        clean_train = load_split(prepared_dir, "train")
+        recalibrated = batch_norm.recalibrate(model, clean_train, params.seed)
+        mode_accuracies = batch_norm.mode_accuracies(model, clean_train, schedule.batch_size, params.seed)
+        findings = final_validation(model, live, meta, validation_split, schedule, mode_accuracies)
+    resolved = resolved_params(params, meta)
+    resolved["batch_size"] = schedule.batch_size
+    resolved["training"] = {
+        "batch_size_param": schedule.batch_size_param,
+        "train_images": schedule.train_images,
+        "steps_per_epoch": schedule.steps_per_epoch,
+        "batch_norm_momentum": momentum,
+        "batch_norm_recalibration_images": recalibrated,
+        # Training-mode and inference-mode accuracy of the same training images (evaluate reports it too).
+        "mode_accuracies": mode_accuracies,
+    }
+    save_model(model, model_path, resolved)
+    health.report("train", findings)
     return model
+
+
+def final_validation(
+    model: keras.Model, live: Live, meta: dict[str, Any], validation: Split, schedule: health.Schedule,
+    mode_accuracies: tuple[float, float] | None,
+) -> list[health.Finding]:
+    """Validate the model as it is saved (statistics re-estimated, best epoch restored), put its
+    validation loss and accuracy in the summary, and run the health check on them."""
+    probabilities = model.predict(make_dataset(validation, INFERENCE_BATCH), verbose=0)
+    labels = validation.labels
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels)) if len(labels) else 0.0
+    loss = health.cross_entropy(labels, probabilities)
+    summary_eval = live.summary.setdefault("eval", {})
+    if "accuracy" in summary_eval and abs(summary_eval["accuracy"] - accuracy) > 0.01:
+        log.info("validation accuracy of the saved model: %.4f (%.4f in the last epoch's pass)", accuracy,
+                 summary_eval["accuracy"])
+    summary_eval.update(accuracy=accuracy, loss=loss)
+    train_metrics = live.summary.get("train", {})
+    evidence = health.RunEvidence(
+        split="validation",
+        labels=labels,
+        probabilities=probabilities,
+        class_names=meta["class_names"],
+        train_accuracy=float(train_metrics.get("accuracy", 0.0)),
+        train_loss=float(train_metrics.get("loss", math.log(len(meta["class_names"])))),
+        schedule=schedule,
+        mode_accuracies=mode_accuracies,
+    )
+    findings = health.check(evidence)
+    live.summary.update(health.summary(findings))
+    return findings
 
 
 def resolved_params(params: Params, meta: dict[str, Any]) -> dict[str, Any]:
