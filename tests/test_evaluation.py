@@ -144,3 +144,14 @@ def test_figures_of_64x64_rgb_photos_stay_small(tmp_path):
 
     with Image.open(tmp_path / "samples.png") as picture:
         assert picture.mode == "P"  # A palette: no alpha channel, one byte a pixel before compression.
+
+
+def test_confusion_counts_agree_with_scikit_learn():
+    from sklearn.metrics import confusion_matrix
+
+    from refinelab.plotting import confusion_counts
+
+    rng = np.random.default_rng(0)
+    labels, predicted = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    labels[labels == 3] = 2  # A class never present, still a row and a column.
+    np.testing.assert_array_equal(confusion_counts(labels, predicted, 4), confusion_matrix(labels, predicted, labels=range(4)))

@@ -99,14 +99,16 @@ def recalibrate(model: keras.Model, split: Split, seed: int) -> int:
 
 def mode_accuracies(model: keras.Model, split: Split, batch_size: int, seed: int) -> tuple[float, float] | None:
     """(training-mode, inference-mode) accuracy on up to ``MODE_CHECK_IMAGES`` shuffled images of
-    ``split``; None for a model without learning batch-norm layers (the two modes then differ only
-    by dropout). The training-mode pass is stateless: the model is left exactly as it was."""
+    ``split`` in batches of ``batch_size`` (at least 64: the eager passes are slow, and smaller
+    batches only add noise); None for a model without learning batch-norm layers (the two modes
+    then differ only by dropout). The training-mode pass is stateless: the model is left as it was."""
     if not batch_norm_layers(model) or len(split) == 0:
         return None
     trainable = [variable.value for variable in model.trainable_variables]
     non_trainable = [variable.value for variable in model.non_trainable_variables]
     correct = {True: 0, False: 0}
     seen = 0
+    batch_size = max(batch_size, 64)
     dataset = make_dataset(split, batch_size, shuffle=True, seed=seed).take(max(1, MODE_CHECK_IMAGES // batch_size))
     for images, labels in dataset:
         labels = keras.ops.convert_to_numpy(labels)
