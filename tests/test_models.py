@@ -202,3 +202,11 @@ def test_unknown_transfer_weights_file_names_the_file(tmp_path):
     spec = PARAMS.architectures["transfer_from_fmnist"].model_copy(update={"weights": str(tmp_path / "none.keras")})
     with pytest.raises(DataError, match="none.keras: pretrained model not found"):
         build_model(spec, (28, 28, 1), 3)
+
+
+def test_a_valid_convolution_that_runs_out_of_pixels_is_a_params_error_at_build_time():
+    from refinelab.errors import ParamsError
+
+    # The tutorial CNN (valid padding) on scikit-learn's 8x8 digits: 8 -> 6 -> 3 -> 1 -> 1x1 before block 3's conv.
+    with pytest.raises(ParamsError, match="block3_conv1: a 3x3 convolution with padding: valid .* input is 1x1 here"):
+        build_model(PARAMS.architectures["cnn"], (8, 8, 1), 10)

@@ -24,7 +24,7 @@ import numpy as np
 from keras import layers
 
 from refinelab.config import ArchitectureSpec, CNNSpec, MLPSpec, ResidualCNNSpec, TransferSpec
-from refinelab.errors import DataError
+from refinelab.errors import DataError, ParamsError
 from refinelab.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,14 @@ def dense_stack(features, units: Sequence[int], reg: Regularization, batch_norm:
 
 def conv_bn(features, filters: int, spec, reg: Regularization, name: str, strides: int = 1, relu: bool = True):
     """Conv2D -> [BatchNorm] -> [ReLU], the unit every convolutional builder stacks."""
+    height, width = features.shape[1:3]
+    if spec.padding == "valid" and min(height, width) < spec.kernel_size:
+        # Found while building, before any training: Keras would fail with a shape error instead.
+        raise ParamsError(
+            f"{name}: a {spec.kernel_size}x{spec.kernel_size} convolution with padding: valid needs at least that "
+            f"many pixels, but its input is {height}x{width} here; use padding: same in the architecture, fewer "
+            f"filters entries, or a larger data.image_size"
+        )
     features = layers.Conv2D(
         filters,
         spec.kernel_size,
