@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from refinelab.errors import DataError
+
 
 def _default_mode(base: int) -> int:
     """``base`` less the process umask: what open()/mkdir() would have given (mkstemp/mkdtemp use 0600/0700)."""
@@ -81,6 +83,18 @@ def atomic_dir(destination: str | Path, keep_existing: bool = False) -> Iterator
             shutil.rmtree(aside, ignore_errors=True)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def ensure_writable(*paths: str | Path) -> None:
+    """Check, before any long work, that each path's folder can be created and written in: a
+    read-only ``models/`` found after an hour of training loses the hour."""
+    for folder in {Path(path).parent for path in paths}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot write there ({exc.strerror or exc}); fix its permissions or free space") from None
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -16,7 +16,7 @@ from refinelab.datasets import DATASETS, RawDataset, SplitSource
 from refinelab.errors import DataError
 from refinelab.fileio import atomic_dir, write_json
 from refinelab.prepared import SPLITS, SplitWriter, load_split, save_meta
-from refinelab.preprocessing import Preprocessing, convert_array, open_image, to_model_input
+from refinelab.preprocessing import Preprocessing, convert_array, file_is_grayscale, open_image, to_model_input
 
 log = logging.getLogger(__name__)
 ARRAY_BATCH = 1024  # Decoded arrays are preprocessed and written this many images at a time.
@@ -74,8 +74,10 @@ def make_splits(raw: RawDataset, params: Params) -> dict[str, SplitSource]:
     }
 
 
-def native_shape(split: SplitSource) -> tuple[int, int, int]:
-    """(height, width, channels) of the split's images; for files, of the first readable one."""
+def native_shape(split: SplitSource, color_mode: str | None) -> tuple[int, int, int]:
+    """(height, width, channels) of the split's images; for files, the size of the first readable one,
+    and (unless ``color_mode`` is set) colour when any file is colour: one greyscale file sorted first
+    must not make a folder of photos grey."""
     if split.images is not None:
         return split.images.shape[1:]
     for path in split.files:
@@ -83,9 +85,17 @@ def native_shape(split: SplitSource) -> tuple[int, int, int]:
             image = open_image(path)
         except DataError:
             continue  # A bad file is reported (or skipped) when the split is written.
-        grayscale = len(image.getbands()) <= 2 and image.mode != "P"
-        return (image.height, image.width, 1 if grayscale else 3)
-    raise DataError("no readable image in the train split")
+        break
+    else:
+        raise DataError("no readable image in the train split")
+    if color_mode is not None:
+        return (image.height, image.width, 1 if color_mode == "grayscale" else 3)
+    greyness = [grey for grey in map(file_is_grayscale, split.files) if grey is not None]
+    grey = sum(greyness)
+    if 0 < grey < len(greyness):
+        log.warning("%d of %d training images are greyscale, the others colour: all are made RGB "
+                    "(set data.color_mode to choose)", grey, len(greyness))
+    return (image.height, image.width, 1 if grey == len(greyness) else 3)
 
 
 def preprocessing_for(params: Params, native_shape: tuple[int, ...]) -> Preprocessing:
@@ -152,7 +162,7 @@ def prepare(
     """
     raw = DATASETS.get(params.dataset)(params)
     splits = make_splits(raw, params)
-    preprocessing = preprocessing_for(params, native_shape(splits["train"]))
+    preprocessing = preprocessing_for(params, native_shape(splits["train"], params.data.color_mode))
     bad_images = []
     with atomic_dir(out_dir) as staging:
         for name, split in splits.items():
