@@ -363,7 +363,7 @@ def test_a_corrupt_image_is_skipped_and_counted_when_asked(tmp_path, raw_params)
 def test_images_of_another_size_need_image_size(tmp_path, raw_params):
     root = class_tree(tmp_path / "photos")
     odd = write_image(root / "bee" / "wide.png", 90, size=(12, 20))
-    with pytest.raises(DataError, match=f"{odd}: 12x20 pixels, but the dataset's images are 12x12; set data.image_size"):
+    with pytest.raises(DataError, match=f"{odd}: 12x20 pixels, but most of the dataset's training images are 12x12; set data.image_size"):
         prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
     meta, _, out = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)},
                                 data={"image_size": [6, 6], "resize": "pad"})
@@ -546,3 +546,21 @@ def test_corrupt_gzip_and_overflowing_idx_headers_are_data_errors(tmp_path):
     huge = bytes([0, 0, 0x08, 4]) + b"\xff\xff\xff\xff" * 4 + b"\x00" * 16
     with pytest.raises(DataError, match="IDX header declares shape"):
         decode_idx(huge, "huge.idx")
+
+
+def test_one_huge_image_sorted_first_is_the_one_blamed(tmp_path, raw_params):
+    root = class_tree(tmp_path / "photos", per_class=10)
+    huge = write_image(root / "ant" / "000_huge.png", 90, size=(300, 300))
+    with pytest.raises(DataError, match=f"{huge}: 300x300 pixels, but most of the dataset's training images are 12x12"):
+        prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+
+
+def test_the_header_size_is_the_upright_one(tmp_path):
+    from refinelab.preprocessing import open_image, read_header
+
+    path = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Rotated a quarter: stored 20 wide and 10 high, upright 10 wide and 20 high.
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(path, exif=exif)
+    header = read_header(path)
+    assert (header.height, header.width) == open_image(path).size[::-1] == (20, 10)

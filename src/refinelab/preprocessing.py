@@ -72,6 +72,7 @@ def to_model_input(image: Image.Image, preprocessing: Preprocessing) -> np.ndarr
     return array[..., np.newaxis] if array.ndim == 2 else array
 
 
+EXIF_ORIENTATION = 0x0112
 # Greyscale modes of PIL (1-bit, 8-bit, with alpha, 16- and 32-bit integer); palette and the rest are colour.
 GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
@@ -113,15 +114,31 @@ def open_image(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
-def file_is_grayscale(path: str | Path) -> bool | None:
-    """Whether the file holds a greyscale image, from its header and palette alone (no decoding);
-    None when the header is unreadable. A palette of greys only (common in GIFs) counts as greyscale."""
+@dataclass(frozen=True)
+class ImageHeader:
+    height: int
+    width: int
+    grayscale: bool
+
+
+# EXIF orientations that turn the image a quarter: upright, its height and width swap.
+QUARTER_TURN_ORIENTATIONS = (5, 6, 7, 8)
+
+
+def read_header(path: str | Path) -> ImageHeader | None:
+    """The upright size and greyness of an image file from its header alone (no decoding); None when
+    the header is unreadable. A palette of greys only (common in GIFs) counts as greyscale."""
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURN_ORIENTATIONS:
+                width, height = height, width
             if image.mode == "P":
                 palette = np.asarray(image.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
-                return bool(len(palette)) and bool((palette == palette[:, :1]).all())
-            return is_grayscale_mode(image.mode)
+                grayscale = bool(len(palette)) and bool((palette == palette[:, :1]).all())
+            else:
+                grayscale = is_grayscale_mode(image.mode)
+            return ImageHeader(height, width, grayscale)
     except Exception:  # noqa: BLE001 - an unreadable file is reported when it is decoded.
         return None
 
