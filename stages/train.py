@@ -1,8 +1,10 @@
 """Stage train: build the selected architecture, fit it, save the model, its resolved params and its size."""
 
 import argparse
+from pathlib import Path
 
 from refinelab.config import load_params
+from refinelab.fileio import ensure_writable, write_json
 from refinelab.stage import run_stage
 
 
@@ -16,8 +18,8 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
+    ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics)  # Before the hour.
 
-    from refinelab.fileio import write_json
     from refinelab.models import model_summary
     from refinelab.training import train
 

@@ -363,7 +363,7 @@ def test_a_corrupt_image_is_skipped_and_counted_when_asked(tmp_path, raw_params)
 def test_images_of_another_size_need_image_size(tmp_path, raw_params):
     root = class_tree(tmp_path / "photos")
     odd = write_image(root / "bee" / "wide.png", 90, size=(12, 20))
-    with pytest.raises(DataError, match=f"{odd}: 12x20 pixels, but the dataset's images are 12x12; set data.image_size"):
+    with pytest.raises(DataError, match=f"{odd}: 12x20 pixels, but most of the dataset's training images are 12x12; set data.image_size"):
         prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
     meta, _, out = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)},
                                 data={"image_size": [6, 6], "resize": "pad"})
@@ -454,3 +454,113 @@ def test_signs_test_file_alone_is_split_three_ways(tmp_path, raw_params):
     assert per_class(report, "test") == {str(digit): 5 for digit in range(6)}
     assert report["source"]["files"]["test"]["sha256"] == (
         "539fb746ed9e947eb244cfca73f4d1b03f9bf5524d609eeed2cd76ddb1b179be")
+
+
+# --- bad bytes: every case ends in the project's own error, naming the file or key -------------
+
+def test_one_greyscale_file_sorted_first_does_not_make_a_colour_folder_grey(tmp_path, raw_params):
+    root = class_tree(tmp_path / "photos", per_class=10)
+    write_image(root / "ant" / "000_grey.png", 90, mode="L")  # Sorted before every colour photo.
+    meta, _, out = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+    assert meta["image_shape"] == [12, 12, 3] and meta["preprocessing"]["color_mode"] == "rgb"
+    # All grey: grey. Set explicitly: as set.
+    grey = class_tree(tmp_path / "grey", per_class=10)
+    for path in grey.rglob("*.*"):
+        Image.open(path).convert("L").save(path)
+    assert prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(grey)})[0]["image_shape"][-1] == 1
+    meta, *_ = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)},
+                            data={"color_mode": "grayscale"})
+    assert meta["image_shape"][-1] == 1
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path):
+    from refinelab.preprocessing import open_image
+
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.array([[0, 257, 32768, 65535]], dtype=np.uint16)).save(path)
+    assert Image.open(path).mode == "I;16"
+    np.testing.assert_array_equal(np.asarray(open_image(path)), [[0, 1, 128, 255]])
+
+
+def corrupt_bmp(path: Path) -> Path:
+    """About 100 bytes of BMP whose header claims 100,000 x 100,000 pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="BMP")
+    data = bytearray(buffer.getvalue()[:100])
+    data[18:22] = data[22:26] = (100_000).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["bomb header", "LAB TIFF named .png", "truncated PNG", "text named .gif"])
+def test_every_undecodable_image_is_skipped_when_asked_and_named_when_not(tmp_path, raw_params, kind):
+    root = class_tree(tmp_path / "photos", per_class=10)
+    bad = root / "bee" / {"bomb header": "bomb.bmp", "LAB TIFF named .png": "lab.png",
+                          "truncated PNG": "cut.png", "text named .gif": "notes.gif"}[kind]
+    if kind == "bomb header":
+        corrupt_bmp(bad)
+    elif kind == "LAB TIFF named .png":
+        Image.new("LAB", (12, 12)).save(bad, format="TIFF")
+    elif kind == "truncated PNG":
+        bad.write_bytes((root / "bee" / "1.png").read_bytes()[:40])
+    else:
+        bad.write_text("not an image")
+    if kind == "LAB TIFF named .png":  # Decodable after all: converted to RGB like any photo.
+        meta, *_ = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+        assert sum(meta["counts"].values()) == 21
+        return
+    with pytest.raises(DataError, match=f"{bad}: (too large to decode safely|not a readable image)"):
+        prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+    _, report, _ = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)},
+                                data={"on_bad_image": "skip"})
+    assert [entry["file"] for entry in report["bad_image_files"]] == [str(bad)]
+
+
+def test_nan_in_hdf5_float_images_names_the_key_and_index(tmp_path, raw_params):
+    images = np.random.default_rng(0).random((12, 8, 8, 3)).astype(np.float32)
+    images[7, 3, 2, 1] = np.nan
+    path = write_h5(tmp_path / "floats.h5", "train", images, np.arange(12) % 3)
+    with pytest.raises(DataError, match=r"floats.h5: train_set_x\[7\] holds NaN or infinite values"):
+        prepare_with(tmp_path, raw_params, "h5", h5={"train": str(path), "test": None})
+
+
+@pytest.mark.parametrize("key", ["train_set_x", "train_set_y"])
+def test_hdf5_scalar_datasets_are_named(tmp_path, raw_params, key):
+    images, labels = signs_like(12)
+    values = {"train_set_x": images, "train_set_y": labels, key: 5}
+    path = tmp_path / "scalar.h5"
+    with h5py.File(path, "w") as handle:
+        for name, value in values.items():
+            handle[name] = value
+    with pytest.raises(DataError, match=f"scalar.h5: {key} is a single value"):
+        prepare_with(tmp_path, raw_params, "h5", h5={"train": str(path), "test": None})
+
+
+def test_corrupt_gzip_and_overflowing_idx_headers_are_data_errors(tmp_path):
+    from refinelab.idx import decode_idx, read_idx
+
+    corrupt = tmp_path / "train-images-idx3-ubyte.gz"
+    corrupt.write_bytes(gzip.compress(b"\x00" * 1000)[:12] + b"garbage that is not deflate data" * 4)
+    with pytest.raises(DataError, match=f"{corrupt}: corrupt gzip data"):
+        read_idx(corrupt)
+    huge = bytes([0, 0, 0x08, 4]) + b"\xff\xff\xff\xff" * 4 + b"\x00" * 16
+    with pytest.raises(DataError, match="IDX header declares shape"):
+        decode_idx(huge, "huge.idx")
+
+
+def test_one_huge_image_sorted_first_is_the_one_blamed(tmp_path, raw_params):
+    root = class_tree(tmp_path / "photos", per_class=10)
+    huge = write_image(root / "ant" / "000_huge.png", 90, size=(300, 300))
+    with pytest.raises(DataError, match=f"{huge}: 300x300 pixels, but most of the dataset's training images are 12x12"):
+        prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+
+
+def test_the_header_size_is_the_upright_one(tmp_path):
+    from refinelab.preprocessing import open_image, read_header
+
+    path = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Rotated a quarter: stored 20 wide and 10 high, upright 10 wide and 20 high.
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(path, exif=exif)
+    header = read_header(path)
+    assert (header.height, header.width) == open_image(path).size[::-1] == (20, 10)

@@ -1,3 +1,4 @@
+import fnmatch
 import os
 import shutil
 import stat
@@ -80,3 +81,38 @@ def test_atomic_dir_keep_existing_leaves_a_folder_another_process_finished_first
         (target / "a.txt").write_text("early")
     assert (target / "a.txt").read_text() == "early"
     assert [p.name for p in tmp_path.iterdir()] == ["extracted"]
+
+
+def test_a_killed_runs_leftovers_are_removed_by_the_next_write_and_a_live_writers_are_not(tmp_path):
+    import subprocess
+    import sys
+
+    from refinelab.fileio import atomic_dir, atomic_path
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(finished.stdout), os.getppid()
+    leftovers = {
+        "dir": tmp_path / f".prepared.tmp-{dead}-abc123", "file": tmp_path / f".samples.tmp-{dead}-xyz.png",
+    }
+    leftovers["dir"].mkdir()
+    (leftovers["dir"] / "train_images.npy").write_bytes(b"half")
+    leftovers["file"].write_bytes(b"half a png")
+    working = tmp_path / f".prepared.tmp-{alive}-def456"  # Another process, still writing.
+    working.mkdir()
+
+    with atomic_dir(tmp_path / "prepared") as staging:
+        (staging / "meta.json").write_text("{}")
+    with atomic_path(tmp_path / "samples.png") as temporary:
+        temporary.write_bytes(b"png")
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["prepared", "samples.png", working.name])
+
+
+def test_temporary_names_are_ignored_by_git_and_dvc():
+    from refinelab.fileio import temporary_prefix
+
+    root = Path(__file__).resolve().parents[1]
+    name = temporary_prefix("prepared") + "abc"
+    for ignore_file in (".gitignore", ".dvcignore"):
+        patterns = [line for line in (root / ignore_file).read_text().splitlines() if line and not line.startswith("#")]
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), ignore_file

@@ -110,8 +110,32 @@ def test_a_corrupt_model_file_is_a_clear_error(tmp_path, caplog):
     write_json(tmp_path / "params.json", {"class_names": CLASS_NAMES, "preprocessing": PREPROCESSING})
     assert main(["predict", "--model", str(tmp_path / "model.keras"), str(tmp_path)]) == 2
     assert any(
-        f"{tmp_path / 'model.keras'}: not a loadable Keras model" in record.getMessage() for record in caplog.records
+        f"{tmp_path / 'model.keras'}: not a Keras model file" in record.getMessage() for record in caplog.records
     )
+
+
+def test_a_bomb_among_good_images_is_reported_and_the_others_predicted(grayscale_model, images, capsys, caplog):
+    """A ~100-byte BMP whose header claims 10 billion pixels: PIL's DecompressionBombError is one error line."""
+    _, model_path = grayscale_model
+    folder, _ = images
+    header = bytearray(100)
+    header[:2], header[10:14], header[14:18] = b"BM", (54).to_bytes(4, "little"), (40).to_bytes(4, "little")
+    header[18:22] = header[22:26] = (100_000).to_bytes(4, "little")
+    header[26:28], header[28:30] = (1).to_bytes(2, "little"), (24).to_bytes(2, "little")
+    bomb = folder / "bomb.bmp"
+    bomb.write_bytes(bytes(header))
+
+    status = main(["predict", "--model", str(model_path), str(bomb), str(folder / "gray.png")])
+
+    assert status == 1 and capsys.readouterr().out.startswith(f"{folder / 'gray.png'}: ")
+    assert any(f"{bomb}: too large to decode safely" in record.getMessage() for record in caplog.records)
+
+
+def test_predicting_an_empty_folder_is_an_error(grayscale_model, tmp_path, caplog):
+    _, model_path = grayscale_model
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--model", str(model_path), str(tmp_path / "empty")]) == 2
+    assert any(f"no image files in {tmp_path / 'empty'}" in record.getMessage() for record in caplog.records)
 
 
 def test_help_of_the_command_and_each_subcommand():

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from refinelab.errors import RefinelabError
+from refinelab.errors import DataError, RefinelabError
 from refinelab.stage import setup_logging
 
 log = logging.getLogger("refinelab")
@@ -24,9 +24,13 @@ EXIT_USER_ERROR = 2
 
 def predict(args: argparse.Namespace) -> int:
     from refinelab.predict import Predictor, image_files
+    from refinelab.preprocessing import IMAGE_SUFFIXES
 
     predictor = Predictor.load(args.model)
-    predictions, errors = predictor.predict_files(image_files(args.images), top_k=args.top)
+    files = image_files(args.images)
+    if not files:
+        raise DataError(f"no image files in {', '.join(map(str, args.images))} ({', '.join(IMAGE_SUFFIXES)})")
+    predictions, errors = predictor.predict_files(files, top_k=args.top)
     if args.json:
         print(json.dumps({
             "predictions": [prediction.to_dict() for prediction in predictions],

@@ -201,7 +201,11 @@ def read_h5_split(path: Path, split: str, params: Params) -> tuple[np.ndarray, n
         for key in (x_key, y_key):
             if key not in handle:
                 raise DataError(f"{path}: no key {key!r} (the file has: {', '.join(sorted(handle))}); set h5.x_key/h5.y_key")
-        images, labels = np.asarray(handle[x_key]), np.asarray(handle[y_key]).reshape(-1)
+        images, labels = np.asarray(handle[x_key]), np.asarray(handle[y_key])
+        for key, array in ((x_key, images), (y_key, labels)):
+            if array.ndim == 0:
+                raise DataError(f"{path}: {key} is a single value, not an array of {'images' if key == x_key else 'labels'}")
+        labels = labels.reshape(-1)
         class_names = None
         if options.classes_key in handle:
             class_names = tuple(
@@ -215,6 +219,9 @@ def read_h5_split(path: Path, split: str, params: Params) -> tuple[np.ndarray, n
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DataError(f"{path}: {x_key} has shape {images.shape}; expected (n, height, width[, 1 or 3])")
     if images.dtype != np.uint8:
+        if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+            index = int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(axis=1))[0])
+            raise DataError(f"{path}: {x_key}[{index}] holds NaN or infinite values")
         if np.issubdtype(images.dtype, np.floating) and images.max(initial=0) <= 1:
             images = images * 255  # Floats in [0, 1]: scale back to 0-255 like every other source.
         if images.min(initial=0) < 0 or images.max(initial=0) > 255:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from refinelab.errors import DataError
 
 
 def _default_mode(base: int) -> int:
@@ -19,14 +22,48 @@ def _default_mode(base: int) -> int:
     return base & ~umask
 
 
+# Temporary names carry the writer's process id, so a later run can tell a killed run's leftovers
+# (process gone: removed) from another live writer's work in progress (left alone). .gitignore and
+# .dvcignore ignore these names, so a leftover can never be committed or hashed into an output.
+TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[^/]*$")
+
+
+def temporary_prefix(name: str) -> str:
+    return f".{name}.tmp-{os.getpid()}-"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Someone else's live process.
+        return True
+    return True
+
+
+def remove_leftovers(folder: Path, name: str) -> None:
+    """Delete the temporary files and folders of ``name`` that killed processes left in ``folder``."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        match = TEMPORARY_NAME.match(path.name)
+        if match and match["name"] == name and not process_alive(int(match["pid"])):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it into place only on success."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(destination.parent, destination.stem)
     # The temporary name keeps the real suffix: some writers (Keras) insist on it.
     handle, temporary = tempfile.mkstemp(
-        prefix=f".{destination.stem}.tmp-", suffix=destination.suffix, dir=destination.parent
+        prefix=temporary_prefix(destination.stem), suffix=destination.suffix, dir=destination.parent
     )
     os.close(handle)
     temporary_path = Path(temporary)
@@ -49,7 +86,8 @@ def atomic_dir(destination: str | Path, keep_existing: bool = False) -> Iterator
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    remove_leftovers(destination.parent, destination.name)
+    temporary = Path(tempfile.mkdtemp(prefix=temporary_prefix(destination.name), dir=destination.parent))
     try:
         yield temporary
         os.chmod(temporary, _default_mode(0o777))
@@ -65,7 +103,7 @@ def atomic_dir(destination: str | Path, keep_existing: bool = False) -> Iterator
         aside = None
         if destination.exists():
             # An empty placeholder with a unique name; rename() may replace an empty folder.
-            aside = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
+            aside = Path(tempfile.mkdtemp(prefix=temporary_prefix(destination.name), suffix="-old", dir=destination.parent))
             try:
                 os.replace(destination, aside)
             except OSError:
@@ -81,6 +119,18 @@ def atomic_dir(destination: str | Path, keep_existing: bool = False) -> Iterator
             shutil.rmtree(aside, ignore_errors=True)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def ensure_writable(*paths: str | Path) -> None:
+    """Check, before any long work, that each path's folder can be created and written in: a
+    read-only ``models/`` found after an hour of training loses the hour."""
+    for folder in {Path(path).parent for path in paths}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot write there ({exc.strerror or exc}); fix its permissions or free space") from None
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,6 +227,9 @@ def load_trained_model(path: str | Path, compile: bool = True) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        # Keras itself would report this as "File not found".
+        raise DataError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not)")
     try:
         return keras.models.load_model(path, compile=compile)
     except Exception as exc:  # Keras raises many types here (zip, HDF5, JSON, deserialization errors).

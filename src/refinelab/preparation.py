@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from refinelab.datasets import DATASETS, RawDataset, SplitSource
 from refinelab.errors import DataError
 from refinelab.fileio import atomic_dir, write_json
 from refinelab.prepared import SPLITS, SplitWriter, load_split, save_meta
-from refinelab.preprocessing import Preprocessing, convert_array, open_image, to_model_input
+from refinelab.preprocessing import Preprocessing, convert_array, open_image, read_header, to_model_input
 
 log = logging.getLogger(__name__)
 ARRAY_BATCH = 1024  # Decoded arrays are preprocessed and written this many images at a time.
@@ -74,18 +75,28 @@ def make_splits(raw: RawDataset, params: Params) -> dict[str, SplitSource]:
     }
 
 
-def native_shape(split: SplitSource) -> tuple[int, int, int]:
-    """(height, width, channels) of the split's images; for files, of the first readable one."""
+def native_shape(split: SplitSource, color_mode: str | None) -> tuple[int, int, int]:
+    """(height, width, channels) of the split's images. For files, read from every header: the size
+    most of them have (the odd ones out are named when the split is written), and colour when any
+    file is colour (unless ``color_mode`` is set): one greyscale file sorted first must not make a
+    folder of photos grey, nor one huge photo make every normal one look wrong."""
     if split.images is not None:
         return split.images.shape[1:]
-    for path in split.files:
-        try:
-            image = open_image(path)
-        except DataError:
-            continue  # A bad file is reported (or skipped) when the split is written.
-        grayscale = len(image.getbands()) <= 2 and image.mode != "P"
-        return (image.height, image.width, 1 if grayscale else 3)
-    raise DataError("no readable image in the train split")
+    headers = [header for header in map(read_header, split.files) if header is not None]
+    if not headers:
+        raise DataError("no readable image in the train split")
+    sizes = Counter((header.height, header.width) for header in headers)
+    (height, width), count = sizes.most_common(1)[0]
+    if len(sizes) > 1:
+        log.info("%d of %d training images are %dx%d; the others are %s", count, len(headers), height, width,
+                 ", ".join(f"{h}x{w} ({n})" for (h, w), n in sizes.most_common()[1:6]))
+    if color_mode is not None:
+        return (height, width, 1 if color_mode == "grayscale" else 3)
+    grey = sum(header.grayscale for header in headers)
+    if 0 < grey < len(headers):
+        log.warning("%d of %d training images are greyscale, the others colour: all are made RGB "
+                    "(set data.color_mode to choose)", grey, len(headers))
+    return (height, width, 1 if grey == len(headers) else 3)
 
 
 def preprocessing_for(params: Params, native_shape: tuple[int, ...]) -> Preprocessing:
@@ -135,7 +146,7 @@ def write_split(
                 continue
             if required_size and (image.height, image.width) != required_size:
                 raise DataError(
-                    f"{path}: {image.height}x{image.width} pixels, but the dataset's images are "
+                    f"{path}: {image.height}x{image.width} pixels, but most of the dataset's training images are "
                     f"{required_size[0]}x{required_size[1]}; set data.image_size to resize them all"
                 )
             writer.append(to_model_input(image, preprocessing)[np.newaxis], label[np.newaxis])
@@ -152,7 +163,7 @@ def prepare(
     """
     raw = DATASETS.get(params.dataset)(params)
     splits = make_splits(raw, params)
-    preprocessing = preprocessing_for(params, native_shape(splits["train"]))
+    preprocessing = preprocessing_for(params, native_shape(splits["train"], params.data.color_mode))
     bad_images = []
     with atomic_dir(out_dir) as staging:
         for name, split in splits.items():

@@ -1,0 +1,54 @@
+"""What a stage says when the machine, not the code, is at fault: one line, exit status 2, before the long work."""
+
+import errno
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, write_prepared
+from refinelab.errors import DataError
+from refinelab.fileio import ensure_writable
+from refinelab.stage import run_stage
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_a_full_disk_or_forbidden_folder_is_one_line(code, caplog):
+    def main():
+        raise OSError(code, "what the system said", "models/model.keras")
+
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(main)
+    assert stopped.value.code == 2
+    (record,) = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert record.getMessage() == "models/model.keras: what the system said"
+
+
+def test_other_os_errors_are_bugs_and_keep_their_traceback():
+    def main():
+        raise OSError(errno.EBADF, "bad file descriptor")
+
+    with pytest.raises(OSError, match="bad file descriptor"):
+        run_stage(main)
+
+
+def test_an_unwritable_output_folder_is_named(tmp_path):
+    (tmp_path / "models").write_text("a file where the folder should be")
+    with pytest.raises(DataError, match=f"{tmp_path / 'models'}: cannot write there"):
+        ensure_writable(tmp_path / "models" / "model.keras")
+    ensure_writable(tmp_path / "fresh" / "model.keras")  # Created when missing.
+    assert (tmp_path / "fresh").is_dir()
+
+
+def test_the_train_stage_checks_its_outputs_before_training(tmp_path):
+    prepared = write_prepared(tmp_path / "prepared", (8, 8, 1), 2)
+    (tmp_path / "models").write_text("not a folder")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "train.py"), str(prepared), str(prepared), "models/model.keras",
+         "metrics/train", "metrics/model.json"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert "ERROR refinelab: models: cannot write there" in result.stderr
+    assert "Traceback" not in result.stderr and "Epoch" not in result.stdout + result.stderr
