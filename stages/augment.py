@@ -2,8 +2,7 @@
 
 import argparse
 
-from refinelab.config import load_params
-from refinelab.stage import run_stage
+from refinelab.stage import run_stage, stage_params
 
 
 def main() -> None:
@@ -14,12 +13,11 @@ def main() -> None:
     parser.add_argument("figures_dir", help="folder for the grids of augmented samples (metrics/augment)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    params = load_params(args.params)
+    with stage_params(args.params, "augment") as params:
+        from refinelab.fileio import write_json
+        from refinelab.training_set import augment
 
-    from refinelab.fileio import write_json
-    from refinelab.training_set import augment
-
-    write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir, args.figures_dir))
+        write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir, args.figures_dir))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 
 import argparse
 
-from refinelab.config import load_params
-from refinelab.stage import run_stage
+from refinelab.stage import run_stage, stage_params
 
 
 def main() -> None:
@@ -14,14 +13,13 @@ def main() -> None:
     parser.add_argument("out_dir", help="folder for the PNG figures (metrics/figures)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    params = load_params(args.params)
+    with stage_params(args.params, "plot") as params:
+        from refinelab.plotting import plot_all
 
-    from refinelab.plotting import plot_all
-
-    plot_all(
-        args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir,
-        params.plot.grid_size, params.plot.gallery_size,
-    )
+        plot_all(
+            args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir,
+            params.plot.grid_size, params.plot.gallery_size,
+        )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 
 import argparse
 
-from refinelab.config import load_params
-from refinelab.stage import run_stage
+from refinelab.stage import run_stage, stage_params
 
 
 def main() -> None:
@@ -13,11 +12,10 @@ def main() -> None:
     parser.add_argument("samples_dir", help="folder for a sample-image grid per split (metrics/data)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    params = load_params(args.params)
+    with stage_params(args.params, "prepare") as params:
+        from refinelab.preparation import prepare  # Heavy imports only once the params are known good.
 
-    from refinelab.preparation import prepare  # Heavy imports only once the params are known good.
-
-    prepare(params, args.out_dir, args.report_file, args.samples_dir)
+        prepare(params, args.out_dir, args.report_file, args.samples_dir)
 
 
 if __name__ == "__main__":

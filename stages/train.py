@@ -3,9 +3,8 @@
 import argparse
 from pathlib import Path
 
-from refinelab.config import load_params
 from refinelab.fileio import ensure_writable, write_json
-from refinelab.stage import run_stage
+from refinelab.stage import run_stage, stage_params
 
 
 def main() -> None:
@@ -17,14 +16,14 @@ def main() -> None:
     parser.add_argument("model_metrics", help="parameter counts and layer list (metrics/model.json)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    params = load_params(args.params)
-    ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics)  # Before the hour.
+    with stage_params(args.params, "train") as params:
+        ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics)  # Before the hour.
 
-    from refinelab.models import model_summary
-    from refinelab.training import train
+        from refinelab.models import model_summary
+        from refinelab.training import train
 
-    model = train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir)
-    write_json(args.model_metrics, model_summary(model))
+        model = train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir)
+        write_json(args.model_metrics, model_summary(model))
 
 
 if __name__ == "__main__":

@@ -162,6 +162,19 @@ def test_exponent_floats_written_by_dvc_are_numbers(tmp_path, raw_params):
     assert params.l2 == 0.00001 and params.learning_rate == 5e-5
 
 
+def test_every_stage_checks_exactly_the_params_dvc_yaml_lists():
+    import yaml
+
+    from refinelab.config import STAGE_PARAMS
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = {name: sorted(stage.get("params", [])) for name, stage in stages.items()
+              if name not in ("check_params", "evaluate")}
+    assert listed == {name: sorted(keys) for name, keys in STAGE_PARAMS.items()}
+    assert stages["check_params"]["params"] == [{"params.yaml": None}]  # Every param.
+    assert "params" not in stages["evaluate"]  # It reads the model's own params.json.
+
+
 def test_resolved_params_are_exactly_the_train_stage_params():
     import yaml
 

@@ -63,3 +63,29 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     assert (dropout_change["old"], dropout_change["new"]) == (tiny_raw_params["dropout"], 0.25)
     metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
     assert "test.accuracy" in metrics_diff["metrics/evaluate.json"]
+
+
+def test_a_rejected_or_unknown_param_stops_before_any_output_is_touched(project_copy, project_env, tiny_raw_params):
+    project = project_copy
+    tiny_raw_params["epochs"] = 1
+    commit_params(project, tiny_raw_params)
+    run(["dvc", "repro"], project, env=project_env)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "results"], project)
+    kept = {path: (project / path).read_bytes() for path in ("metrics/evaluate.json", "models/model.keras")}
+
+    rejected = run(["dvc", "exp", "run", "-S", "epochs=0"], project, env=project_env, check=False)
+
+    assert rejected.returncode != 0
+    assert "epochs: Input should be greater than or equal to 1" in rejected.stdout + rejected.stderr
+    assert all((project / path).read_bytes() == content for path, content in kept.items())
+    assert run(["git", "status", "--porcelain", "--", "metrics"], project).stdout == ""
+
+    run(["git", "checkout", "params.yaml"], project)
+    with open(project / "params.yaml", "a") as params:
+        params.write("dropuot: 0.1\n")  # A typo of a top-level key no stage lists.
+    unknown = run(["dvc", "repro"], project, env=project_env, check=False)
+
+    assert unknown.returncode != 0
+    assert "dropuot: unknown key; did you mean 'dropout'?" in unknown.stdout + unknown.stderr
+    assert all((project / path).read_bytes() == content for path, content in kept.items())

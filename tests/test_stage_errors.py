@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from conftest import ROOT, write_prepared
 from refinelab.errors import DataError
 from refinelab.fileio import ensure_writable
-from refinelab.stage import run_stage
+from refinelab.stage import run_stage, stage_params
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
@@ -52,3 +53,30 @@ def test_the_train_stage_checks_its_outputs_before_training(tmp_path):
     assert result.returncode == 2
     assert "ERROR refinelab: models: cannot write there" in result.stderr
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("edit, fails", [("dropout: 0.45", True), ("plot:\n  grid_size: 9", False)])
+def test_a_stage_fails_if_its_params_change_while_it_runs(tmp_path, caplog, edit, fails):
+    """DVC records params.yaml after the stage: an edit meanwhile would go into dvc.lock beside a
+    model made with the old values."""
+    params_file = tmp_path / "params.yaml"
+    original = (ROOT / "params.yaml").read_text()
+    params_file.write_text(original)
+    key, value = edit.split(":", 1)
+
+    def main():
+        with stage_params(params_file, "train") as params:
+            assert params.dropout == 0.3
+            raw = yaml.safe_load(original)
+            raw.update(yaml.safe_load(edit))
+            params_file.write_text(yaml.safe_dump(raw))  # As an editor would, mid-training.
+
+    if not fails:
+        run_stage(main)
+        return
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(main)
+    assert stopped.value.code == 2
+    (record,) = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert f"{params_file} changed while the train stage ran (dropout)" in record.getMessage()
+    assert "dvc exp run --queue" in record.getMessage()

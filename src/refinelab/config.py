@@ -10,6 +10,7 @@ import difflib
 import json
 import re
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -270,6 +271,14 @@ ArchitectureSpec = Annotated[
 TRAIN_STAGE_PARAMS = (
     "model", "architectures", "epochs", "batch_size", "learning_rate", "dropout", "l2", "l1", "seed", "train", "augment",
 )
+# The params each stage lists in dvc.yaml (dotted for nested keys; a test keeps them in step): the
+# values a stage checks are unchanged when it finishes, since DVC records them only then.
+STAGE_PARAMS = {
+    "prepare": ("dataset", "seed", "data", "h5", "image_folder", "filename_labels"),
+    "augment": ("augment", "seed"),
+    "train": TRAIN_STAGE_PARAMS,
+    "plot": ("plot.grid_size", "plot.gallery_size"),
+}
 
 
 MAX_BATCH_SIZE = 65_536
@@ -377,14 +386,28 @@ def parse_params(raw: Any, source: str = "params") -> Params:
         raise ParamsError(f"{source} is invalid:\n  {problems}") from None
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
-    """Read ``path`` as YAML 1.2, as DVC does: ``dvc exp run -S l2=0.00001`` writes ``1e-05``, which a
+def read_params_file(path: str | Path) -> Any:
+    """``path`` read as YAML 1.2, as DVC does: ``dvc exp run -S l2=0.00001`` writes ``1e-05``, which a
     YAML 1.1 reader (PyYAML) would take for a string."""
     path = Path(path)
     try:
-        raw = YAML(typ="safe", pure=True).load(path.read_text())
+        return YAML(typ="safe", pure=True).load(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
     except YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, source=str(path))
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
+    return parse_params(read_params_file(path), source=str(path))
+
+
+def param_values(raw: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The values of ``keys`` (dotted for nested ones) in a params mapping; None where absent."""
+    values = {}
+    for key in keys:
+        value = raw
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        values[key] = value
+    return values

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from refinelab.errors import RefinelabError
+from refinelab.config import STAGE_PARAMS, Params, param_values, parse_params, read_params_file
+from refinelab.errors import ParamsError, RefinelabError
 
 log = logging.getLogger("refinelab")
 
@@ -20,6 +23,27 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 # Errors of the machine, not of the code: a full disk, a read-only or forbidden folder.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+@contextlib.contextmanager
+def stage_params(params_file: str | Path, stage: str) -> Iterator[Params]:
+    """The validated params for the stage's work; the stage fails if the ones it depends on change
+    while it runs.
+
+    DVC reads params.yaml for dvc.lock only after a stage finishes: an edit made meanwhile would be
+    recorded beside outputs made with the old values, and ``dvc status`` would call them up to date.
+    """
+    keys = STAGE_PARAMS[stage]
+    raw = read_params_file(params_file)
+    before = param_values(raw, keys)
+    yield parse_params(raw, source=str(params_file))
+    after = param_values(read_params_file(params_file), keys)
+    if changed := [key for key in keys if before[key] != after[key]]:
+        raise ParamsError(
+            f"{params_file} changed while the {stage} stage ran ({', '.join(changed)}): its outputs were made with "
+            "the old values, which DVC would not record. Run it again; to try other values while a run is going, "
+            "queue them (dvc exp run --queue) or run them in a temporary copy (dvc exp run --temp)"
+        )
 
 
 def run_stage(main: Callable[[], None]) -> None:

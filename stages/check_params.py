@@ -1,0 +1,24 @@
+"""Stage check_params: validate the whole params.yaml before any other stage runs.
+
+It depends on every param, so an unknown top-level key or a rejected value stops `dvc repro` and
+`dvc exp run` here, before DVC deletes any other stage's outputs; its output only says the check
+passed, so a passing check re-runs nothing downstream."""
+
+import argparse
+
+from refinelab.config import load_params
+from refinelab.fileio import write_json
+from refinelab.stage import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("params_file", help="the params file to validate (params.yaml)")
+    parser.add_argument("checked_file", help="written when the params are valid (data/params_checked.json)")
+    args = parser.parse_args()
+    load_params(args.params_file)
+    write_json(args.checked_file, {"params": "valid"})
+
+
+if __name__ == "__main__":
+    run_stage(main)
