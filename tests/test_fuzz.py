@@ -1,0 +1,176 @@
+"""Fuzz tests of the decoders that read users' bytes: they return a result or raise the project's own
+error, never anything else, and never write outside their target folder.
+
+The budget is fixed and the examples derandomized, so the suite stays fast and a failure repeats.
+"""
+
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from refinelab.errors import RefinelabError
+
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def mutated(data: bytes, flips: list[tuple[int, int]], cut: int | None) -> bytes:
+    """``data`` with some bytes replaced (position modulo its length) and perhaps cut short."""
+    mutable = bytearray(data)
+    for position, value in flips:
+        if mutable:
+            mutable[position % len(mutable)] = value
+    return bytes(mutable[:cut] if cut is not None else mutable)
+
+
+flips = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8)
+cuts = st.one_of(st.none(), st.integers(0, 400))
+
+
+def idx_header(type_code: int, dims: list[int]) -> bytes:
+    return bytes([0, 0, type_code, len(dims)]) + b"".join(dim.to_bytes(4, "big") for dim in dims)
+
+
+@FUZZ
+@given(
+    type_code=st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x00, 0xFF]),
+    dims=st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 6), min_size=0, max_size=5),
+    body=st.binary(max_size=300),
+)
+def test_the_idx_decoder_returns_an_array_or_a_data_error(type_code, dims, body):
+    from refinelab.idx import decode_idx
+
+    try:
+        array = decode_idx(idx_header(type_code, dims) + body, "fuzz.idx")
+    except RefinelabError:
+        return
+    assert isinstance(array, np.ndarray) and list(array.shape) == dims
+
+
+@FUZZ
+@given(data=st.binary(max_size=400), gzip_magic=st.booleans())
+def test_reading_idx_bytes_from_a_file_never_leaks_another_exception(tmp_path_factory, data, gzip_magic):
+    from refinelab.idx import read_idx
+
+    path = tmp_path_factory.mktemp("idx") / "file.gz"
+    path.write_bytes((b"\x1f\x8b" if gzip_magic else b"") + data)
+    try:
+        read_idx(path)
+    except RefinelabError:
+        pass
+
+
+def valid_image_bytes(image_format: str) -> bytes:
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    image = Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8))
+    if image_format == "GIF":
+        image = image.convert("P")
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+VALID_IMAGES = {name: valid_image_bytes(name) for name in ("PNG", "JPEG", "BMP", "GIF", "TIFF")}
+
+
+@FUZZ
+@given(image_format=st.sampled_from(sorted(VALID_IMAGES)), flips=flips, cut=cuts,
+       suffix=st.sampled_from([".png", ".jpg", ".bmp", ".gif"]))
+def test_damaged_images_decode_or_raise_a_data_error(tmp_path_factory, image_format, flips, cut, suffix):
+    from refinelab.preprocessing import open_image, read_header
+
+    path = tmp_path_factory.mktemp("image") / f"damaged{suffix}"
+    path.write_bytes(mutated(VALID_IMAGES[image_format], flips, cut))
+    read_header(path)  # Never raises: None for an unreadable header.
+    try:
+        image = open_image(path)
+    except RefinelabError:
+        return
+    assert image.mode in ("L", "RGB")
+
+
+array_dtypes = st.sampled_from(["uint8", "int16", "int64", "float32", "float64", "bool"])
+
+
+@FUZZ
+@given(
+    image_shape=st.lists(st.integers(0, 5), min_size=0, max_size=5),
+    image_dtype=array_dtypes,
+    label_count=st.integers(0, 6),
+    label_dtype=array_dtypes,
+    special=st.sampled_from([None, np.nan, np.inf, -1.0, 300.0]),
+    with_classes=st.booleans(),
+)
+def test_the_hdf5_loader_returns_a_dataset_or_raises_the_projects_error(
+    tmp_path_factory, raw_params, image_shape, image_dtype, label_count, label_dtype, special, with_classes
+):
+    from refinelab.config import parse_params
+    from refinelab.datasets import read_h5_split
+
+    rng = np.random.default_rng(len(image_shape))
+    images = rng.integers(0, 4, image_shape).astype(image_dtype) if image_shape else np.array(3, dtype=image_dtype)
+    if special is not None and images.size and images.dtype.kind == "f":
+        images.flat[0] = special
+    path = tmp_path_factory.mktemp("h5") / "fuzz.h5"
+    with h5py.File(path, "w") as handle:
+        handle["train_set_x"] = images
+        handle["train_set_y"] = (np.arange(label_count) % 3).astype(label_dtype)
+        if with_classes:
+            handle["list_classes"] = np.array([b"a", b"b", b"c"])
+    try:
+        read_images, labels, _ = read_h5_split(path, "train", parse_params(raw_params))
+    except RefinelabError:
+        return
+    assert read_images.dtype == np.uint8 and read_images.ndim == 4 and len(read_images) == len(labels)
+
+
+member_names = st.sampled_from([
+    "data/a.png", "../escape.txt", "../../escape.txt", "/tmp/absolute.txt", "data/../../escape.txt",
+    "ok.txt", "dir/", "data/./b.png", "..", ".",
+])
+
+
+@FUZZ
+@given(names=st.lists(member_names, min_size=1, max_size=4, unique=True), kind=st.sampled_from(["zip", "tar"]),
+       symlink=st.sampled_from([None, "../outside", "/etc/passwd"]))
+def test_archive_extraction_never_writes_outside_its_folder(tmp_path_factory, names, kind, symlink):
+    from refinelab.download import extract
+
+    root = tmp_path_factory.mktemp("archive")
+    archive = root / f"fuzz.{'zip' if kind == 'zip' else 'tar.gz'}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as bundle:
+            for name in names:
+                bundle.writestr(name, b"content")
+    else:
+        with tarfile.open(archive, "w:gz") as bundle:
+            for name in names:
+                info = tarfile.TarInfo(name)
+                info.size = len(b"content")
+                bundle.addfile(info, io.BytesIO(b"content"))
+            if symlink:
+                link = tarfile.TarInfo("data/link")
+                link.type, link.linkname = tarfile.SYMTYPE, symlink
+                bundle.addfile(link)
+    destination = root / "sandbox" / "extracted"
+    try:
+        extract(archive, destination)
+    except RefinelabError:
+        assert not destination.exists()
+    else:
+        inside = destination.resolve()
+        for path in destination.rglob("*"):
+            target = (path.parent / os.readlink(path)) if path.is_symlink() else path
+            assert target.resolve().is_relative_to(inside), path
+    # Nothing anywhere else: beside the archive only the sandbox, in it only the extracted folder.
+    assert sorted(os.listdir(root)) == sorted([archive.name, "sandbox"])
+    assert os.listdir(root / "sandbox") in ([], ["extracted"])
+    assert not (root.parent / "escape.txt").exists() and not Path("/tmp/absolute.txt").exists()
