@@ -108,9 +108,10 @@ def project_env(project_copy) -> dict:
     return env
 
 
-def collect(dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Every (images, labels) batch of a ``make_dataset`` dataset, concatenated: one pass, one epoch."""
-    batches = [(images.numpy(), labels.numpy()) for images, labels in dataset]
+def collect(dataset, batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The (images, labels) batches of a ``make_dataset`` dataset, concatenated: one pass, or the first
+    ``batches`` of an endless (shuffled) one."""
+    batches = [(images.numpy(), labels.numpy()) for images, labels in (dataset if batches is None else dataset.take(batches))]
     return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
 
 

@@ -12,16 +12,20 @@ from refinelab.prepared import Split
 # Images per batch where nothing is learned (validation, evaluation, prediction): at inference a
 # batch's size changes nothing but speed.
 INFERENCE_BATCH = 256
+EPOCH_LIMIT = 2**31 - 1  # "Endless" for a shuffled training stream.
 
 
 def make_dataset(
-    split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None
+    split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (float32 images in 0-255, int64 labels), read from ``split`` without copying it whole.
 
     Only indices are shuffled; each batch is gathered from the (memory-mapped) arrays, so a
     dataset larger than RAM streams from disk. ``augment`` (training data only: see
     ``refinelab.augmentation.online_augmenter``) maps each image batch, afresh every epoch.
+    Shuffled, the dataset is endless (one epoch after another, from ``first_epoch``): fit it with
+    ``steps_per_epoch``.
     """
     images, labels = split.images, split.labels
     count = len(labels)
@@ -36,10 +40,19 @@ def make_dataset(
         batch_labels.set_shape((None,))
         return tf.cast(batch_images, tf.float32), batch_labels
 
-    dataset = tf.data.Dataset.range(count)
     if shuffle:
-        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        # An endless stream of epochs, each a permutation that is a function of (seed, epoch number):
+        # a run resumed at epoch k (refinelab.resume) starts at k and sees what an uninterrupted run sees.
+        # Train fits it with steps_per_epoch = ceil(count / batch_size).
+        def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+            epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=epoch_seed)
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        dataset = tf.data.Dataset.range(first_epoch, EPOCH_LIMIT).flat_map(epoch_batches)
+    else:
+        dataset = tf.data.Dataset.range(count).batch(batch_size)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         # One call at a time: the random layers draw from stateful seed generators, and parallel calls
         # would take the draws in a varying order (same seed, different images). Each call transforms a

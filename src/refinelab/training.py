@@ -26,6 +26,7 @@ from refinelab.models import Regularization, build_model, freeze_base, transfer_
 from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
 from refinelab.registry import Registry
+from refinelab.resume import TrainingBackup, data_identity
 
 log = logging.getLogger(__name__)
 
@@ -234,12 +235,14 @@ def train(
     schedule = health.Schedule(
         len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
-    train_data = make_dataset(
-        train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=online_augmenter(params)
-    )
-    validation_data = make_dataset(validation_split, INFERENCE_BATCH)
-    train_data = with_targets(train_data, params.train, num_classes)
-    validation_data = with_targets(validation_data, params.train, num_classes)
+    phases = training_phases(params)
+    # One-phase runs resume after a kill (refinelab.resume); a two-phase transfer starts again.
+    backup = None
+    if len(phases) == 1:
+        backup = TrainingBackup(model_path, {"params": params.resolved(), "data": data_identity(train_dir, prepared_dir)})
+    epochs_done = backup.epochs_done if backup else 0
+    augmenter = online_augmenter(params)
+    validation_data = with_targets(make_dataset(validation_split, INFERENCE_BATCH), params.train, num_classes)
 
     model = build_model(
         params.architecture,
@@ -256,18 +259,27 @@ def train(
         f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
     )
 
+    resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live:
         timer = TrainingTimer(live, len(train_split))
-        for phase in training_phases(params):
+        if resumed:
+            live.summary["resumed_after_epoch"] = epochs_done
+        for phase in phases:
             compile_for_phase(model, params, phase, schedule.steps_per_epoch)
             log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, phase.last)
+            # The shuffled stream starts at the phase's first epoch, or where a killed run stopped.
+            train_data = make_dataset(
+                train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
+                first_epoch=max(phase.first, epochs_done),
+            )
             model.fit(
-                train_data,
+                with_targets(train_data, params.train, num_classes),
+                steps_per_epoch=schedule.steps_per_epoch,
                 validation_data=validation_data,
                 initial_epoch=phase.first,
                 epochs=phase.last,
-                callbacks=training_callbacks(params.train, live, timer),
+                callbacks=training_callbacks(params.train, live, timer) + (backup.callbacks(live_dir) if backup else []),
                 class_weight=class_weights(params.train, train_split.labels),
                 shuffle=False,  # The tf.data pipeline shuffles, seeded.
                 verbose=2,
@@ -289,6 +301,8 @@ def train(
         "mode_accuracies": mode_accuracies,
     }
     save_model(model, model_path, resolved)
+    if backup:
+        backup.discard()
     health.report("train", findings)
     return model
 

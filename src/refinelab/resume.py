@@ -1,0 +1,137 @@
+"""Resume training after a kill: the same command continues from the last finished epoch.
+
+At the end of every epoch Keras' ``BackupAndRestore`` saves the weights, the optimizer state and the
+epoch count, and :class:`EpochStateBackup` saves what it leaves out: the random state of the model's
+dropout layers, and dvclive's logs (DVC deletes the stage's outputs, ``metrics/train`` included,
+before it runs the stage again). The backup lives in a scratch
+folder beside the model, ignored by git and DVC, under a key of everything training depends on (the
+resolved params and the identity of the prepared and augmented data): different params or data
+never reuse it. A finished training deletes the whole scratch folder.
+
+Resumed, the shuffled order of the remaining epochs is the one an uninterrupted run draws, so on CPU
+with deterministic ops the final metrics are the same (not with online augmentation, whose random
+state lives outside the model: its remaining epochs draw other, equally valid, transforms). Runs of two phases (a transfer model's
+``head_epochs``) are not backed up, nor are early stopping's and ReduceLROnPlateau's counters.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from refinelab.fileio import read_json, write_json
+from refinelab.prepared import META_FILE, TRAINING_SET_FILE
+
+log = logging.getLogger(__name__)
+KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's record of the epochs finished.
+LIVE_BACKUP = "live"
+SEED_STATES = "seed_states-{epoch}.npz"  # The dropout layers' random state after that many epochs.
+
+
+def scratch_root(model_path: str | Path) -> Path:
+    model_path = Path(model_path)
+    return model_path.parent / f".{model_path.stem}.resume"
+
+
+def data_identity(*directories: str | Path) -> dict[str, Any]:
+    """What identifies the data a run trains on: the small JSON files verbatim, each array by size and
+    modification time (DVC rewrites them when the data changes)."""
+    identity: dict[str, Any] = {}
+    for directory in map(Path, directories):
+        for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+            if path.name in (META_FILE, TRAINING_SET_FILE):
+                identity[str(path)] = path.read_text()
+            elif path.suffix == ".npy":
+                stat = path.stat()
+                identity[str(path)] = [stat.st_size, stat.st_mtime_ns]
+    return identity
+
+
+class TrainingBackup:
+    """The scratch folder of one training run, keyed by what the run depends on."""
+
+    def __init__(self, model_path: str | Path, identity: dict[str, Any]):
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.root = scratch_root(model_path)
+        self.dir = self.root / key
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs a killed run finished (0 when there is nothing to resume)."""
+        metadata = self.dir / KERAS_METADATA
+        return int(read_json(metadata)["epoch"]) if metadata.is_file() else 0
+
+    def restore_live_logs(self, live_dir: str | Path) -> bool:
+        """Put the killed run's dvclive logs back, cut to the epochs whose weights were saved; True if
+        there were any (dvclive then resumes its steps)."""
+        saved = self.dir / LIVE_BACKUP
+        done = self.epochs_done
+        if not done or not saved.is_dir():
+            return False
+        live_dir = Path(live_dir)
+        shutil.rmtree(live_dir, ignore_errors=True)
+        shutil.copytree(saved, live_dir)
+        for series in live_dir.rglob("*.tsv"):
+            with open(series, newline="") as handle:
+                rows = list(csv.reader(handle, delimiter="\t"))
+            step = rows[0].index("step") if rows else 0
+            kept = rows[:1] + [row for row in rows[1:] if int(row[step]) < done]
+            with open(series, "w", newline="") as handle:
+                csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(kept)
+        summary = live_dir / "metrics.json"
+        write_json(summary, {**(read_json(summary) if summary.is_file() else {}), "step": done - 1})
+        log.info("resuming after epoch %d of a killed run (backup %s)", done, self.dir)
+        return True
+
+    def callbacks(self, live_dir: str | Path) -> list[keras.callbacks.Callback]:
+        """After dvclive's callback: save its logs and the random state, then the weights."""
+        return [
+            EpochStateBackup(live_dir, self),
+            keras.callbacks.BackupAndRestore(str(self.dir), save_freq="epoch", delete_checkpoint=False),
+        ]
+
+    def discard(self) -> None:
+        """Training finished: remove every backup beside this model (other params' ones too)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def seed_state_variables(model: keras.Model) -> dict[str, Any]:
+    """The random-state variables of the model's layers (Dropout's), by path: not in its weights file."""
+    return {variable.path: variable for variable in model.variables if variable.path.endswith("seed_generator_state")}
+
+
+class EpochStateBackup(keras.callbacks.Callback):
+    """Saves, at the end of every epoch, dvclive's folder and the layers' random state into the backup;
+    restores the random state when training starts from a backup."""
+
+    def __init__(self, live_dir: str | Path, backup: TrainingBackup):
+        super().__init__()
+        self.live_dir, self.backup = Path(live_dir), backup
+
+    def on_train_begin(self, logs=None):
+        saved = self.backup.dir / SEED_STATES.format(epoch=self.backup.epochs_done)
+        if self.backup.epochs_done and saved.is_file():
+            with np.load(saved) as states:
+                for path, variable in seed_state_variables(self.model).items():
+                    if path in states:
+                        variable.assign(states[path])
+
+    def on_epoch_end(self, epoch, logs=None):
+        folder = self.backup.dir
+        folder.mkdir(parents=True, exist_ok=True)
+        states = {path: keras.ops.convert_to_numpy(variable) for path, variable in seed_state_variables(self.model).items()}
+        np.savez(folder / SEED_STATES.format(epoch=epoch + 1), **states)
+        (folder / SEED_STATES.format(epoch=epoch - 1)).unlink(missing_ok=True)  # Keep this epoch's and the last.
+        staging = folder / f"{LIVE_BACKUP}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(self.live_dir, staging)
+        shutil.rmtree(folder / LIVE_BACKUP, ignore_errors=True)
+        staging.rename(folder / LIVE_BACKUP)

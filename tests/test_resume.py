@@ -1,0 +1,92 @@
+"""kill -9 during training, then the same command: training continues after the last finished epoch
+and ends where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, write_prepared
+
+pytestmark = pytest.mark.slow
+TIMING = {"train_seconds", "images_per_second", "resumed_after_epoch"}
+
+
+def train_command(prepared):
+    return [sys.executable, str(ROOT / "stages" / "train.py"), str(prepared), str(prepared), "models/model.keras",
+            "metrics/train", "metrics/model.json"]
+
+
+def workdir(root, name, prepared_counts=(1500, 100, 100)):
+    """A folder with the real params.yaml (4 epochs) and its own copy of a small prepared dataset."""
+    folder = root / name
+    prepared = write_prepared(folder / "prepared", (28, 28, 1), 3, counts=prepared_counts)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["epochs"] = 4
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return folder, prepared
+
+
+def series(folder):
+    """Every dvclive series as (step, value) rows, and the summary without timing."""
+    plots = folder / "metrics/train/plots/metrics"
+    rows = {}
+    for path in sorted(plots.rglob("*.tsv")):
+        lines = path.read_text().splitlines()
+        rows[str(path.relative_to(plots))] = [line.split("\t") for line in lines]
+    summary = json.loads((folder / "metrics/train/metrics.json").read_text())
+    return rows, {key: value for key, value in summary.items() if key not in TIMING}
+
+
+def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_one(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    reference, reference_data = workdir(tmp_path, "uninterrupted")
+    subprocess.run(train_command(reference_data), cwd=reference, env=env, check=True, capture_output=True)
+
+    folder, prepared = workdir(tmp_path, "killed")
+    process = subprocess.Popen(train_command(prepared), cwd=folder, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backups = folder / "models" / ".model.resume"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        done = [json.loads(path.read_text())["epoch"] for path in backups.glob("*/training_metadata.json")]
+        if done and done[0] >= 2:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    killed_after = json.loads(next(backups.glob("*/training_metadata.json")).read_text())["epoch"]
+    assert killed_after in (2, 3)
+
+    again = subprocess.run(train_command(prepared), cwd=folder, env=env, capture_output=True, text=True)
+
+    assert again.returncode == 0, again.stderr
+    ran = [line for line in (again.stdout + again.stderr).splitlines() if line.startswith("Epoch ")]
+    assert ran == [f"Epoch {epoch}/4" for epoch in range(killed_after + 1, 5)]  # Only the epochs left.
+    assert f"resuming after epoch {killed_after}" in again.stderr
+    assert series(folder) == series(reference)  # Every epoch's numbers, and the saved model's.
+    assert json.loads((folder / "metrics/train/metrics.json").read_text())["resumed_after_epoch"] == killed_after
+    assert not backups.exists()  # Removed once training finished.
+
+
+def test_other_params_never_reuse_a_backup(tmp_path):
+    from refinelab.config import parse_params
+    from refinelab.resume import TrainingBackup, data_identity
+
+    folder, prepared = workdir(tmp_path, "run", prepared_counts=(12, 6, 6))
+    raw = yaml.safe_load((folder / "params.yaml").read_text())
+    identity = {"params": parse_params(raw).resolved(), "data": data_identity(prepared)}
+    first = TrainingBackup(folder / "models/model.keras", identity)
+    raw["dropout"] = 0.5
+    changed = TrainingBackup(folder / "models/model.keras",
+                             {"params": parse_params(raw).resolved(), "data": data_identity(prepared)})
+    (prepared / "train_images.npy").touch()  # The data rewritten (same bytes, new file).
+    rewritten = TrainingBackup(folder / "models/model.keras", {**identity, "data": data_identity(prepared)})
+    assert len({first.dir, changed.dir, rewritten.dir}) == 3
+    assert first.dir.parent == changed.dir.parent == folder / "models" / ".model.resume"
