@@ -67,7 +67,7 @@ def run_once(
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
     model.fit(make_dataset(train, batch_size, shuffle=True, seed=params.seed), epochs=params.epochs,
-              steps_per_epoch=-(-len(train) // batch_size), shuffle=False, verbose=0)
+              shuffle=False, verbose=0)
     recalibrate(model, train, params.seed)  # As the train stage does: batch-norm statistics for inference.
     return {
         name: float(model.evaluate(make_dataset(Split(images, labels), batch_size), verbose=0)[1])

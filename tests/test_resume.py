@@ -28,6 +28,7 @@ def workdir(root, name, prepared_counts=(1500, 100, 100)):
     prepared = write_prepared(folder / "prepared", (28, 28, 1), 3, counts=prepared_counts)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["epochs"] = 4
+    raw["train"]["resume"] = True
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return folder, prepared
 

@@ -151,6 +151,9 @@ class TrainParams(StrictModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # none | balanced: weight each class by n_samples / (n_classes * its count) (scikit-learn's "balanced").
     class_weight: Literal["none", "balanced"] = "none"
+    # Back up every epoch so that the same command continues a killed run (refinelab.resume). It draws
+    # each epoch's order from (seed, epoch), another order than the default's: results differ slightly.
+    resume: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:

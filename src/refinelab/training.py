@@ -236,9 +236,9 @@ def train(
         len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
     phases = training_phases(params)
-    # One-phase runs resume after a kill (refinelab.resume); a two-phase transfer starts again.
+    # With train.resume, one-phase runs continue after a kill (refinelab.resume); two-phase ones restart.
     backup = None
-    if len(phases) == 1:
+    if params.train.resume and len(phases) == 1:
         backup = TrainingBackup(model_path, {"params": params.resolved(), "data": data_identity(train_dir, prepared_dir)})
     epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
@@ -268,14 +268,14 @@ def train(
         for phase in phases:
             compile_for_phase(model, params, phase, schedule.steps_per_epoch)
             log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, phase.last)
-            # The shuffled stream starts at the phase's first epoch, or where a killed run stopped.
+            # Resumable: a stream of epochs from where a killed run stopped, each epoch's order keyed by it.
             train_data = make_dataset(
                 train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
-                first_epoch=max(phase.first, epochs_done),
+                first_epoch=max(phase.first, epochs_done) if backup else None,
             )
             model.fit(
                 with_targets(train_data, params.train, num_classes),
-                steps_per_epoch=schedule.steps_per_epoch,
+                steps_per_epoch=schedule.steps_per_epoch if backup else None,
                 validation_data=validation_data,
                 initial_epoch=phase.first,
                 epochs=phase.last,
