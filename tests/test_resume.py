@@ -44,6 +44,16 @@ def series(folder):
     return rows, {key: value for key, value in summary.items() if key not in TIMING}
 
 
+def epochs_backed_up(backups) -> int:
+    """The epoch count in Keras' backup record; 0 while it is absent or being written."""
+    for path in backups.glob("*/training_metadata.json"):
+        try:
+            return json.loads(path.read_text())["epoch"]
+        except (ValueError, OSError):
+            return 0
+    return 0
+
+
 def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_one(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     reference, reference_data = workdir(tmp_path, "uninterrupted")
@@ -55,14 +65,13 @@ def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterru
     backups = folder / "models" / ".model.resume"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        done = [json.loads(path.read_text())["epoch"] for path in backups.glob("*/training_metadata.json")]
-        if done and done[0] >= 2:
+        if epochs_backed_up(backups) >= 2:
             process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    killed_after = json.loads(next(backups.glob("*/training_metadata.json")).read_text())["epoch"]
+    killed_after = epochs_backed_up(backups)
     assert killed_after in (2, 3)
 
     again = subprocess.run(train_command(prepared), cwd=folder, env=env, capture_output=True, text=True)
@@ -91,3 +100,15 @@ def test_other_params_never_reuse_a_backup(tmp_path):
     rewritten = TrainingBackup(folder / "models/model.keras", {**identity, "data": data_identity(prepared)})
     assert len({first.dir, changed.dir, rewritten.dir}) == 3
     assert first.dir.parent == changed.dir.parent == folder / "models" / ".model.resume"
+
+
+def test_a_backup_record_killed_while_written_means_starting_over(tmp_path):
+    from refinelab.resume import KERAS_METADATA, TrainingBackup
+
+    backup = TrainingBackup(tmp_path / "models/model.keras", {"params": 1})
+    backup.dir.mkdir(parents=True)
+    (backup.dir / KERAS_METADATA).write_text('{"epoch": ')  # Half of what Keras writes.
+    assert backup.epochs_done == 0 and not backup.dir.exists()
+    backup.dir.mkdir(parents=True)
+    (backup.dir / KERAS_METADATA).write_text('{"epoch": 3}')
+    assert backup.epochs_done == 3

@@ -66,9 +66,17 @@ class TrainingBackup:
 
     @property
     def epochs_done(self) -> int:
-        """Epochs a killed run finished (0 when there is nothing to resume)."""
+        """Epochs a killed run finished (0 when there is nothing to resume). Keras writes its record in
+        place: a kill while it writes leaves it unreadable, and then the run starts over."""
         metadata = self.dir / KERAS_METADATA
-        return int(read_json(metadata)["epoch"]) if metadata.is_file() else 0
+        if not metadata.is_file():
+            return 0
+        try:
+            return int(read_json(metadata)["epoch"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s: unreadable (killed while written); training starts over", metadata)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return 0
 
     def restore_live_logs(self, live_dir: str | Path) -> bool:
         """Put the killed run's dvclive logs back, cut to the epochs whose weights were saved; True if
@@ -96,7 +104,9 @@ class TrainingBackup:
         """After dvclive's callback: save its logs and the random state, then the weights."""
         return [
             EpochStateBackup(live_dir, self),
-            keras.callbacks.BackupAndRestore(str(self.dir), save_freq="epoch", delete_checkpoint=False),
+            # Two checkpoints: a kill while the latest is written falls back to the one before.
+            keras.callbacks.BackupAndRestore(str(self.dir), save_freq="epoch", double_checkpoint=True,
+                                             delete_checkpoint=False),
         ]
 
     def discard(self) -> None:
