@@ -40,7 +40,6 @@ def test_a_healthy_run_has_no_findings():
 
 
 def test_chance_accuracy_while_training_accuracy_is_high_is_the_batch_norm_symptom():
-    labels = np.arange(1000) % 10
     findings = health.check(evidence(probabilities=probabilities_for(np.zeros(1000, int)), train_accuracy=0.85,
                                      mode_accuracies=(0.85, 0.10)))
     assert codes(findings) == ["chance_accuracy", "one_class", "batch_norm_mode_gap"]
@@ -51,7 +50,6 @@ def test_chance_accuracy_while_training_accuracy_is_high_is_the_batch_norm_sympt
     assert "0.850 in training mode" in gap.message and "0.100 at inference" in gap.message
     assert all(finding.fix for finding in findings)
     assert health.summary(findings) == {"health_warnings": 3, "health": "chance_accuracy,one_class,batch_norm_mode_gap"}
-    del labels
 
 
 def test_a_training_loss_at_ln_k_means_nothing_was_learned():

@@ -1,4 +1,5 @@
-"""The augmentation registry and the augment stage's work.
+"""The augmentation registry: the Keras layers behind every op, offline copies and previews (the augment
+stage itself is refinelab.training_set, which imports this module only when it needs Keras).
 
 Every op in ``params.yaml``'s ``augment:`` section is ONE Keras preprocessing layer, built by the
 registry below, and that same layer serves both modes:
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -28,7 +28,7 @@ from refinelab.config import AugmentParams, Params
 from refinelab.fileio import atomic_dir
 from refinelab.prepared import Split, load_split, write_training_set
 from refinelab.registry import Registry
-from refinelab.training_set import offline_active, online_active, op_names, shape_problem
+from refinelab.training_set import online_active, op_names, shape_problem
 
 log = logging.getLogger(__name__)
 
