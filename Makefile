@@ -14,7 +14,7 @@ BASE ?= main
 
 run: setup dataset repo
 	$(BIN)/dvc repro
-	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); print("test accuracy: {:.4f} (train {:.4f}, gap {:+.4f}); health: {}".format(m["test"]["accuracy"], m["train_accuracy"], m["train_test_gap"], m["health"]))'
+	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); print("test accuracy: {accuracy:.4f} (train-test gap {gap:+.4f}); health: {health}".format(**m))'
 
 test: setup dataset
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

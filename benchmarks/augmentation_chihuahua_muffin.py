@@ -21,9 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from refinelab.config import parse_params
+from refinelab.config import parse_params, read_config
 from refinelab.preprocessing import Preprocessing, load_image
 
 log = logging.getLogger("benchmark")
@@ -93,7 +92,7 @@ def main() -> None:
 
     from refinelab.augmentation import invert, rotate90
     from refinelab.prepared import save_meta, save_split
-    from refinelab.training_set import augment
+    from refinelab.augmenting import augment
 
     preprocessing = Preprocessing((args.size, args.size), args.color_mode, "crop")
     train_images, train_labels = load_folder(args.dataset_dir, preprocessing)
@@ -106,7 +105,7 @@ def main() -> None:
         "test_inverted": (np.asarray(invert(test_images.astype(np.float32))).astype(np.uint8), test_labels),
     }
 
-    base = yaml.safe_load(Path(args.params).read_text())
+    base = read_config(args.params)
     base.update(epochs=args.epochs, batch_size=args.batch_size)
     results = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -14,11 +14,11 @@ for mode in online none; do
     dvc exp run --force --name "augment-$mode" -S "augment.mode=$mode" "$@"
     python - "$mode" <<'PY'
 import json, sys
-evaluation = json.load(open("metrics/evaluate.json"))
-training = json.load(open("metrics/train/metrics.json"))
+evaluation = json.load(open("metrics/test_details.json"))
+timing = json.load(open("metrics/timing.json"))
 augment = json.load(open("metrics/augment.json"))
 print(f"RESULT augment.mode={sys.argv[1]:<7} test accuracy {evaluation['test']['accuracy']:.4f}  "
-      f"train accuracy {evaluation['train_accuracy']:.4f}  train {training['train_seconds']:.0f} s  "
+      f"train accuracy {evaluation['train_accuracy']:.4f}  train {timing['train_time']:.0f} s  "
       f"online ops: {augment['online'] or '-'}")
 PY
 done

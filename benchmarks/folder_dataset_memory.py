@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from refinelab.config import read_config, write_config
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +47,10 @@ def main() -> None:
     generate(folder, args.images, args.size, args.classes)
     log.info("folder ready: %d PNGs of %dx%d in %.0f s", args.images, args.size, args.size, time.perf_counter() - started)
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = read_config(ROOT / "params.yaml")
     params["dataset"] = "image_folder"
     params["image_folder"] = {"path": str(folder)}
-    params_file = args.work_dir / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
+    params_file = write_config(args.work_dir, params)
     out = args.work_dir / "out"
     started = time.perf_counter()
     subprocess.run(

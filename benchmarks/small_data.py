@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from refinelab.config import read_config, write_config
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "augment", "train", "evaluate", "plot")
 # The default model and the tutorials' models: the Fashion-MNIST tutorial CNN and the baseline MLP.
@@ -73,7 +75,7 @@ def stage_command(stage: str) -> list[str]:
 
 def run_pipeline(params: dict, workdir: Path) -> dict:
     """The five stages in ``workdir``; their wall times and the key metrics."""
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_config(workdir, params)
     seconds = {}
     for stage in STAGES:
         started = time.perf_counter()
@@ -82,10 +84,11 @@ def run_pipeline(params: dict, workdir: Path) -> dict:
         if result.returncode != 0:
             return {"error": f"{stage}: {result.stderr.strip().splitlines()[-1]}", "seconds": seconds}
     evaluation = json.loads((workdir / "metrics/evaluate.json").read_text())
+    details = json.loads((workdir / "metrics/test_details.json").read_text())
     resolved = json.loads((workdir / "models/params.json").read_text())
     return {
-        "test_accuracy": evaluation["test"]["accuracy"],
-        "train_accuracy": evaluation["train_accuracy"],
+        "test_accuracy": details["test"]["accuracy"],
+        "train_accuracy": details["train_accuracy"],
         "health": evaluation["health"],
         "train_images": resolved["training"]["train_images"],
         "batch_size": resolved["batch_size"],
@@ -115,7 +118,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="write every result as JSON here")
     args = parser.parse_args()
 
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base = read_config(ROOT / "params.yaml")
     for assignment in args.set:
         key, value = assignment.split("=", 1)
         base[key] = yaml.safe_load(value)

@@ -15,7 +15,7 @@ def main() -> None:
     args = parser.parse_args()
     with stage_params(args.params, "augment") as params:
         from refinelab.fileio import write_json
-        from refinelab.training_set import augment
+        from refinelab.augmenting import augment
 
         write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir, args.figures_dir))
 

@@ -11,7 +11,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("model_path", help="trained model (models/model.keras)")
     parser.add_argument("prepared_dir", help="prepared data (data/prepared)")
-    parser.add_argument("metrics_file", help="evaluation metrics (metrics/evaluate.json)")
+    parser.add_argument("metrics_file", help="the numbers experiments are compared by (metrics/evaluate.json)")
+    parser.add_argument("details_file", help="full-precision and per-class scores (metrics/test_details.json)")
     parser.add_argument("confusion_file", help="per-image actual/predicted rows (metrics/confusion.csv)")
     parser.add_argument("probabilities_file", help="test-set class probabilities (data/evaluation/test_probabilities.npy)")
     args = parser.parse_args()
@@ -23,8 +24,9 @@ def main() -> None:
     from refinelab.fileio import atomic_path, write_json
     from refinelab.prepared import load_meta
 
-    metrics, probabilities, labels, findings = evaluate(args.model_path, args.prepared_dir)
+    metrics, details, probabilities, labels, findings = evaluate(args.model_path, args.prepared_dir)
     write_json(args.metrics_file, metrics)
+    write_json(args.details_file, details)
     write_confusion_csv(args.confusion_file, labels, probabilities, load_meta(args.prepared_dir)["class_names"])
     with atomic_path(args.probabilities_file) as temporary, open(temporary, "wb") as handle:
         np.save(handle, probabilities)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from refinelab.stage import run_stage, stage_params
+from refinelab.stage import run_stage
 
 
 def main() -> None:
@@ -11,15 +11,17 @@ def main() -> None:
     parser.add_argument("prepared_dir", help="prepared data, for the test images (data/prepared)")
     parser.add_argument("probabilities_file", help="evaluate's test probabilities")
     parser.add_argument("out_dir", help="folder for the PNG figures (metrics/figures)")
-    parser.add_argument("--params", default="params.yaml")
+    # Presentation only, so options of the command rather than params (dvc exp show lists params).
+    parser.add_argument("--grid-size", type=int, default=25, help="test images in the predictions grid")
+    parser.add_argument("--gallery-size", type=int, default=16, help="most confident mistakes shown")
     args = parser.parse_args()
-    with stage_params(args.params, "plot") as params:
-        from refinelab.plotting import plot_all
+    for option in ("grid_size", "gallery_size"):
+        if not 1 <= getattr(args, option) <= 100:
+            parser.error(f"--{option.replace('_', '-')}: expected 1 to 100")
 
-        plot_all(
-            args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir,
-            params.plot.grid_size, params.plot.gallery_size,
-        )
+    from refinelab.plotting import plot_all
+
+    plot_all(args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir, args.grid_size, args.gallery_size)
 
 
 if __name__ == "__main__":

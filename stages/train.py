@@ -14,15 +14,16 @@ def main() -> None:
     parser.add_argument("model_path", help="where to save the model (models/model.keras)")
     parser.add_argument("live_dir", help="dvclive folder for per-epoch metrics (metrics/train)")
     parser.add_argument("model_metrics", help="parameter counts and layer list (metrics/model.json)")
+    parser.add_argument("timing_file", help="wall time and throughput, kept out of dvc.lock (metrics/timing.json)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     with stage_params(args.params, "train") as params:
-        ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics)  # Before the hour.
+        ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics, args.timing_file)  # Before the hour.
 
         from refinelab.models import model_summary
         from refinelab.training import train
 
-        model = train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir)
+        model = train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir, args.timing_file)
         write_json(args.model_metrics, model_summary(model))
 
 

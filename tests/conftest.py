@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from refinelab.config import read_config, write_config
 from refinelab.datasets import FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,10 @@ needs_fashion_mnist = pytest.mark.skipif(
 
 @pytest.fixture
 def raw_params() -> dict:
-    """The project's real params.yaml as a mapping (tests override a few keys)."""
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    """The project's real params.yaml, with architectures.yaml and datasets.yaml, as one mapping (tests
+    override a few keys)."""
+    return read_config(ROOT / "params.yaml")
+
 
 
 @pytest.fixture
@@ -143,7 +145,8 @@ def write_prepared(directory: Path, image_shape, num_classes: int, counts=(96, 3
 
 
 def commit_params(project: Path, params: dict, message: str = "tiny config") -> None:
-    """Write ``params`` as the project's params.yaml and commit everything (experiments start from a commit)."""
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """Write ``params`` (a :func:`read_config` mapping) as the project's config files and commit everything
+    (experiments start from a commit)."""
+    write_config(project, params)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", message], project)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from conftest import collect, write_prepared
-from refinelab.augmentation import AUGMENTATIONS, apply_to_uint8, build_augmenter, online_augmenter, preview_augmenter
+from refinelab.augmenting import preview_augmenter
+from refinelab.augmentation import AUGMENTATIONS, apply_to_uint8, build_augmenter, online_augmenter
 from refinelab.config import AugmentOp, parse_params
 from refinelab.errors import ParamsError
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import Split, load_split, load_training_set
-from refinelab.training_set import augment
+from refinelab.augmenting import augment
 
 RANDOM_OPS = ["rotation", "zoom", "shear", "shift", "brightness", "contrast", "noise", "cutout"]
 

@@ -1,6 +1,7 @@
 """The real pipeline through the real `dvc` commands, on a shrunk copy of the real params."""
 
 import json
+import re
 
 import pytest
 
@@ -29,17 +30,20 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     ):
         assert (project / output).is_file(), output
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
-    accuracy = evaluation["test"]["accuracy"]
-    assert 0.0 <= accuracy <= 1.0 and 0.0 <= evaluation["train_accuracy"] <= 1.0
-    assert evaluation["train_test_gap"] == pytest.approx(evaluation["train_accuracy"] - accuracy)
+    details = json.loads((project / "metrics/test_details.json").read_text())
+    accuracy = details["test"]["accuracy"]
+    assert 0.0 <= accuracy <= 1.0 and 0.0 <= details["train_accuracy"] <= 1.0
+    assert details["train_test_gap"] == pytest.approx(details["train_accuracy"] - accuracy)
+    assert (evaluation["accuracy"], evaluation["gap"]) == (round(accuracy, 4), round(details["train_test_gap"], 4))
     # One epoch of 7 steps (200 images, batch_size 32 as set): the health check says it is too little.
-    assert evaluation["health_warnings"] >= 1 and "few_steps" in evaluation["health"]
-    assert len(evaluation["test"]["per_class"]) == 10
+    assert "few_steps" in evaluation["health"]
+    assert len(details["test"]["per_class"]) == 10
     model_size = json.loads((project / "metrics/model.json").read_text())
     assert model_size["layers"][-1]["name"] == "classes"
     assert model_size["total_params"] == sum(layer["params"] for layer in model_size["layers"]) > 0
     training = json.loads((project / "metrics/train/metrics.json").read_text())
-    assert set(training) >= {"train", "eval", "train_seconds", "images_per_second"}
+    assert set(training) >= {"train", "eval"} and "train_time" not in training
+    assert set(json.loads((project / "metrics/timing.json").read_text())) == {"train_time"}
     assert (project / "metrics/confusion.csv").read_text().count("\n") == 201  # header + limit rows
     resolved = json.loads((project / "models/params.json").read_text())
     assert resolved["dropout"] == tiny_raw_params["dropout"] and len(resolved["class_names"]) == 10
@@ -62,7 +66,7 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     dropout_change = params_diff["params.yaml"]["dropout"]
     assert (dropout_change["old"], dropout_change["new"]) == (tiny_raw_params["dropout"], 0.25)
     metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
-    assert "test.accuracy" in metrics_diff["metrics/evaluate.json"]
+    assert "accuracy" in metrics_diff["metrics/evaluate.json"]
 
 
 def test_a_rejected_or_unknown_param_stops_before_any_output_is_touched(project_copy, project_env, tiny_raw_params):
@@ -89,3 +93,43 @@ def test_a_rejected_or_unknown_param_stops_before_any_output_is_touched(project_
     assert unknown.returncode != 0
     assert "dropuot: unknown key; did you mean 'dropout'?" in unknown.stdout + unknown.stderr
     assert all((project / path).read_bytes() == content for path, content in kept.items())
+
+
+def leaves(data) -> int:
+    return sum(leaves(value) for value in data.values()) if isinstance(data, dict) else 1
+
+
+def test_the_experiment_table_fits_a_screen(project_copy, project_env, tiny_raw_params):
+    """`dvc exp show` and `dvc metrics diff` of a small study stay readable: at most 40 params and
+    15 metrics per run, at most 15 rows of metrics diff, and in a 160-column terminal (where DVC pages
+    the full-width table with `less -S`) each experiment's name, the params the study varies, test
+    accuracy, gap and training time all show, without an ellipsis."""
+    project = project_copy
+    tiny_raw_params.update(model="smaller", batch_size="auto")
+    commit_params(project, tiny_raw_params)
+    run(["dvc", "repro"], project, env=project_env)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline results"], project)
+    for model, dropout in (("baseline", 0.0), ("bigger", 0.25)):
+        run(["dvc", "exp", "run", "-S", f"model={model}", "-S", f"dropout={dropout}"], project, env=project_env)
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project, env=project_env).stdout)
+    runs = [shown[0]] + [rev for commit in shown[1:] for exp in commit.get("experiments") or [] for rev in exp["revs"]]
+    assert len(runs) == 3  # The workspace and the two experiments.
+    for entry in runs:
+        data = entry["data"]
+        assert leaves({path: item["data"] for path, item in data["params"].items()}) <= 40
+        assert leaves({path: item["data"] for path, item in data["metrics"].items()}) <= 15
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
+    assert 0 < leaves(metrics_diff) // 3 <= 15  # Each row is old, new and diff.
+
+    # What a 160-column terminal shows of the full-width table the pager gets.
+    table = run(["dvc", "exp", "show", "--no-pager"], project, env={**project_env, "COLUMNS": "1024"}).stdout
+    screen = [line.rstrip()[:160] for line in table.splitlines()]
+    header = next(line for line in screen if "Experiment" in line)
+    for column in ("accuracy", "gap", "train_time", "model", "dropout"):
+        assert re.search(rf"\b{column}\b", header), (column, header)
+    names = [exp["name"] for commit in shown[1:] for exp in commit.get("experiments") or []]
+    rows = [line for line in screen if any(name in line for name in names)]
+    assert len(rows) == 2 and all("bigger" in row or "baseline" in row for row in rows), screen
+    assert not any("…" in line for line in screen), screen

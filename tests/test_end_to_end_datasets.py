@@ -27,14 +27,16 @@ def test_experiments_on_a_file_name_labelled_folder_and_an_hdf5_file(project_cop
     assert [entry["file"].rsplit("/", 1)[-1] for entry in report["skipped"]] == ["SOURCE.md", "full.jpg"]
     for split in ("train", "validation", "test"):
         assert (project / f"metrics/data/samples_{split}.png").is_file()
-    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    evaluation = json.loads((project / "metrics/test_details.json").read_text())
     assert len(evaluation["test"]["per_class"]) == 2 and 0 <= evaluation["test"]["accuracy"] <= 1
 
     run(["dvc", "exp", "run", "-S", "dataset=h5", "--name", "signs"], project, env=project_env)
     report = json.loads((project / "metrics/data.json").read_text())
     assert report["image_shape"] == [32, 32, 3] and len(report["splits"]["test"]["per_class"]) == 6
-    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    evaluation = json.loads((project / "metrics/test_details.json").read_text())
     assert len(evaluation["test"]["per_class"]) == 6
+    # Two classes: no top-5 accuracy; six: there is.
+    assert "top5" in json.loads((project / "metrics/evaluate.json").read_text())
 
-    shown = run(["dvc", "metrics", "show", "--json"], project, env=project_env).stdout
-    assert "metrics/data.json" in shown
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project, env=project_env).stdout)
+    assert set(next(iter(shown.values()))["data"]) == {"metrics/evaluate.json", "metrics/timing.json"}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from refinelab.evaluation import classification_metrics, expected_calibration_error, write_confusion_csv
-from refinelab.plotting import HEADING_FONT_SIZE
+from refinelab.image_grids import HEADING_FONT_SIZE
 
 
 def one_hot_probabilities(predicted, classes, confidence=0.8):
@@ -97,7 +97,7 @@ def cell_titles(figure):
 
 
 def test_sample_grid_has_one_row_per_class_titled_with_its_count():
-    from refinelab.plotting import display_pixels, sample_grid
+    from refinelab.image_grids import display_pixels, sample_grid
 
     images = np.zeros((5, 4, 4, 1), dtype=np.uint8)
     figure = sample_grid(images, np.array([0, 1, 0, 0, 0]), ["shirt", "coat", "bag"], "train split", per_class=3)
@@ -130,7 +130,8 @@ def smooth_photos(count, size=64, seed=0):
 
 def test_figures_of_64x64_rgb_photos_stay_small(tmp_path):
     """Every committed figure is small: they are part of every experiment's git commit."""
-    from refinelab.plotting import misclassification_gallery, prediction_grid, sample_grid, save_figure
+    from refinelab.image_grids import sample_grid, save_figure
+    from refinelab.plotting import misclassification_gallery, prediction_grid
 
     images, labels = smooth_photos(400), np.arange(400) % 10
     probabilities = np.random.default_rng(1).dirichlet(np.ones(10), size=400)

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from conftest import needs_fashion_mnist
 from refinelab.config import parse_params

@@ -9,27 +9,26 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from conftest import ROOT, write_prepared
+from refinelab.config import read_config, write_config
 
 pytestmark = pytest.mark.slow
-TIMING = {"train_seconds", "images_per_second", "resumed_after_epoch"}
+RESUME_NOTE = {"resumed_after_epoch"}  # The one summary key a resumed run adds.
 
 
 def train_command(prepared):
     return [sys.executable, str(ROOT / "stages" / "train.py"), str(prepared), str(prepared), "models/model.keras",
-            "metrics/train", "metrics/model.json"]
+            "metrics/train", "metrics/model.json", "metrics/timing.json"]
 
 
 def workdir(root, name, prepared_counts=(1500, 100, 100)):
     """A folder with the real params.yaml (4 epochs) and its own copy of a small prepared dataset."""
     folder = root / name
     prepared = write_prepared(folder / "prepared", (28, 28, 1), 3, counts=prepared_counts)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_config(ROOT / "params.yaml")
     raw["epochs"] = 4
-    raw["train"]["resume"] = True
-    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_config(folder, raw)
     return folder, prepared
 
 
@@ -41,7 +40,7 @@ def series(folder):
         lines = path.read_text().splitlines()
         rows[str(path.relative_to(plots))] = [line.split("\t") for line in lines]
     summary = json.loads((folder / "metrics/train/metrics.json").read_text())
-    return rows, {key: value for key, value in summary.items() if key not in TIMING}
+    return rows, {key: value for key, value in summary.items() if key not in RESUME_NOTE}
 
 
 def epochs_backed_up(backups) -> int:
@@ -90,7 +89,7 @@ def test_other_params_never_reuse_a_backup(tmp_path):
     from refinelab.resume import TrainingBackup, data_identity
 
     folder, prepared = workdir(tmp_path, "run", prepared_counts=(12, 6, 6))
-    raw = yaml.safe_load((folder / "params.yaml").read_text())
+    raw = read_config(folder / "params.yaml")
     identity = {"params": parse_params(raw).resolved(), "data": data_identity(prepared)}
     first = TrainingBackup(folder / "models/model.keras", identity)
     raw["dropout"] = 0.5

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from refinelab.config import read_config, write_config
 
 STAGES = ("prepare", "augment", "train", "evaluate", "plot")
 # Runs a stage script as `python stages/<name>.py` would, then says whether it imported TensorFlow.
@@ -36,9 +37,9 @@ def run_stage(name: str, workdir):
 def digits_run(tmp_path_factory):
     """The five stages with the real params.yaml, only the dataset changed: (folder, stage outputs)."""
     workdir = tmp_path_factory.mktemp("digits")
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = read_config(ROOT / "params.yaml")
     raw["dataset"] = "digits"
-    (workdir / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_config(workdir, raw)
     return workdir, {name: run_stage(name, workdir) for name in STAGES}
 
 
@@ -50,8 +51,8 @@ def test_the_default_model_learns_a_small_dataset_and_the_health_check_is_quiet(
     workdir, outputs = digits_run
     evaluation = read(workdir, "metrics/evaluate.json")
     # 10 classes: chance is 0.1. Before batch-norm statistics were re-estimated this scored near chance.
-    assert evaluation["test"]["accuracy"] >= 0.8, evaluation["test"]["accuracy"]
-    assert (evaluation["health_warnings"], evaluation["health"]) == (0, "ok")
+    assert evaluation["accuracy"] >= 0.8, evaluation
+    assert evaluation["health"] == "ok"
     training = read(workdir, "metrics/train/metrics.json")
     assert (training["health_warnings"], training["health"]) == (0, "ok")
     assert training["eval"]["accuracy"] >= 0.8  # The saved model's validation accuracy.
@@ -90,10 +91,9 @@ def test_a_broken_run_gets_the_health_warning(digits_run, tmp_path, caplog):
     from refinelab.training import train
 
     workdir, _ = digits_run
-    raw = yaml.safe_load((workdir / "params.yaml").read_text())
-    broken = copy.deepcopy(raw)
+    broken = copy.deepcopy(read_config(workdir / "params.yaml"))
     broken.update(learning_rate=10, epochs=2)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(broken, sort_keys=False))
+    write_config(tmp_path, broken)
     with caplog.at_level("WARNING", logger="refinelab.health"):
         train(load_params(tmp_path / "params.yaml"), workdir / "data/augmented", workdir / "data/prepared",
               tmp_path / "model.keras", tmp_path / "live")

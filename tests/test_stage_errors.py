@@ -12,6 +12,8 @@ from refinelab.errors import DataError
 from refinelab.fileio import ensure_writable
 from refinelab.stage import run_stage, stage_params
 
+CONFIG_FILES = ("params.yaml", "architectures.yaml", "datasets.yaml")
+
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
 def test_a_full_disk_or_forbidden_folder_is_one_line(code, caplog):
@@ -44,10 +46,11 @@ def test_an_unwritable_output_folder_is_named(tmp_path):
 def test_the_train_stage_checks_its_outputs_before_training(tmp_path):
     prepared = write_prepared(tmp_path / "prepared", (8, 8, 1), 2)
     (tmp_path / "models").write_text("not a folder")
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    for name in CONFIG_FILES:
+        (tmp_path / name).write_text((ROOT / name).read_text())
     result = subprocess.run(
         [sys.executable, str(ROOT / "stages" / "train.py"), str(prepared), str(prepared), "models/model.keras",
-         "metrics/train", "metrics/model.json"],
+         "metrics/train", "metrics/model.json", "metrics/timing.json"],
         cwd=tmp_path, capture_output=True, text=True,
     )
     assert result.returncode == 2
@@ -55,21 +58,28 @@ def test_the_train_stage_checks_its_outputs_before_training(tmp_path):
     assert "Traceback" not in result.stderr and "Epoch" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("edit, fails", [("dropout: 0.45", True), ("plot:\n  grid_size: 9", False)])
-def test_a_stage_fails_if_its_params_change_while_it_runs(tmp_path, caplog, edit, fails):
-    """DVC records params.yaml after the stage: an edit meanwhile would go into dvc.lock beside a
-    model made with the old values."""
-    params_file = tmp_path / "params.yaml"
-    original = (ROOT / "params.yaml").read_text()
-    params_file.write_text(original)
-    key, value = edit.split(":", 1)
+@pytest.mark.parametrize(
+    "edited, edit, fails",
+    [
+        ("params.yaml", "dropout: 0.45", True),
+        ("architectures.yaml", "cnn_bn: {type: cnn, filters: [8]}", True),  # The preset trained.
+        ("params.yaml", "dataset: digits", False),  # Prepare's, not train's.
+        ("datasets.yaml", "h5: {}", False),  # Prepare's, not train's.
+    ],
+)
+def test_a_stage_fails_if_its_params_change_while_it_runs(tmp_path, caplog, edited, edit, fails):
+    """DVC records params.yaml and the stage's files after the stage: an edit meanwhile would go into
+    dvc.lock beside a model made with the old values."""
+    for name in CONFIG_FILES:
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    params_file, edited_file = tmp_path / "params.yaml", tmp_path / edited
 
     def main():
         with stage_params(params_file, "train") as params:
             assert params.dropout == 0.3
-            raw = yaml.safe_load(original)
+            raw = yaml.safe_load(edited_file.read_text())
             raw.update(yaml.safe_load(edit))
-            params_file.write_text(yaml.safe_dump(raw))  # As an editor would, mid-training.
+            edited_file.write_text(yaml.safe_dump(raw))  # As an editor would, mid-training.
 
     if not fails:
         run_stage(main)
@@ -78,5 +88,6 @@ def test_a_stage_fails_if_its_params_change_while_it_runs(tmp_path, caplog, edit
         run_stage(main)
     assert stopped.value.code == 2
     (record,) = [record for record in caplog.records if record.levelname == "ERROR"]
-    assert f"{params_file} changed while the train stage ran (dropout)" in record.getMessage()
+    changed = "dropout" if edited == "params.yaml" else str(edited_file)
+    assert f"params changed while the train stage ran ({changed})" in record.getMessage()
     assert "dvc exp run --queue" in record.getMessage()

@@ -26,9 +26,9 @@ from numpy.lib.format import open_memmap
 
 from refinelab.config import AugmentParams, Params
 from refinelab.fileio import atomic_dir
-from refinelab.prepared import Split, load_split, write_training_set
+from refinelab.prepared import Split, write_training_set
 from refinelab.registry import Registry
-from refinelab.training_set import online_active, op_names, shape_problem
+from refinelab.training_set import online_active, op_names
 
 log = logging.getLogger(__name__)
 
@@ -220,84 +220,7 @@ def write_offline(source: Split, augmenters: Sequence[Callable], out_dir: Path) 
     return total
 
 
-def write_offline_copies(
-    params: Params, source: Split, class_names: list[str], out_dir: str | Path, figures_dir: str | Path
-) -> int:
-    """Write the originals and their offline copies to ``out_dir``, draw the previews; return the count."""
+def write_offline_copies(params: Params, source: Split, out_dir: str | Path) -> int:
+    """Write the originals and their offline copies to ``out_dir``; return the count."""
     with atomic_dir(out_dir) as staging:
-        total = write_offline(source, offline_augmenters(params), staging)
-        draw_samples(params, source, load_split(staging, "train"), class_names, figures_dir)
-    return total
-
-
-SAMPLE_GRID = 10  # The one-image grid is SAMPLE_GRID x SAMPLE_GRID.
-SAMPLES_PER_CLASS = 2
-ONLINE_VERSIONS_PER_SAMPLE = 3
-
-
-def preview_augmenter(params: Params, image_shape: Sequence[int]) -> tuple[keras.layers.Pipeline | None, str]:
-    """The online augmenter and its label; with ``mode: offline`` or ``none``, the one ``mode: online``
-    would give, as a preview (none when its ops cannot keep images of ``image_shape``)."""
-    settings = params.augment
-    active = online_active(settings)
-    if not active and shape_problem(settings.online, image_shape):
-        return None, ""
-    if not active:  # The augmenter that mode online would give these settings.
-        params = params.model_copy(update={"augment": settings.model_copy(update={"mode": "online"})})
-    augmenter = online_augmenter(params)
-    if augmenter is None:
-        return None, ""
-    return augmenter, "online" if active else f"online preview (inactive, mode {settings.mode})"
-
-
-def draw_samples(params: Params, source: Split, augmented: Split, class_names: list[str], figures_dir: str | Path) -> None:
-    """Two PNGs: one training image in many augmented versions, and a few images per class with theirs.
-
-    Offline versions are read back from the written set, so the grid shows exactly what train gets.
-    """
-    from refinelab.plotting import image_grid, save_figure  # Deferred: matplotlib only where drawn.
-
-    figures_dir = Path(figures_dir)
-    count = len(source)
-    copies = len(augmented) // max(count, 1) - 1
-    offline_names = [
-        "+".join(op_names(entry)) for entry in params.augment.offline for _ in range(params.augment.copies)
-    ][:copies]
-    online, online_label = preview_augmenter(params, source.images.shape[1:])
-    if count == 0:
-        return
-
-    versions = SAMPLE_GRID * SAMPLE_GRID - 1
-    if online is not None:
-        repeated = np.repeat(source.images[:1], versions, axis=0)
-        images, label = list(apply_to_uint8(online, repeated)), online_label
-    elif copies:
-        images = [augmented.images[(1 + index % copies) * count] for index in range(versions)]
-        label = "offline copies"
-    else:
-        images, label = [], "no augmentation"
-    save_figure(
-        image_grid([source.images[0], *images], ["original"] + [label.split(" ")[0]] * len(images),
-                   f"One training image ({class_names[source.labels[0]]}), augmented: {label}", columns=SAMPLE_GRID),
-        figures_dir / "augmented_one_image.png",
-    )
-
-    per_class_images, titles = [], []
-    for class_index, class_name in enumerate(class_names[:10]):
-        for index in np.flatnonzero(source.labels == class_index)[:SAMPLES_PER_CLASS]:
-            per_class_images.append(source.images[index])
-            titles.append(f"{class_name}")
-            for block, name in enumerate(offline_names, start=1):
-                per_class_images.append(augmented.images[block * count + index])
-                titles.append(name)
-            if online is not None:
-                repeated = np.repeat(source.images[index: index + 1], ONLINE_VERSIONS_PER_SAMPLE, axis=0)
-                per_class_images.extend(apply_to_uint8(online, repeated))
-                titles.extend(["online"] * ONLINE_VERSIONS_PER_SAMPLE)
-    columns = SAMPLES_PER_CLASS * (1 + len(offline_names) + (ONLINE_VERSIONS_PER_SAMPLE if online is not None else 0))
-    save_figure(
-        image_grid(per_class_images, titles,
-                   f"Training images per class and their augmented versions (mode {params.augment.mode})",
-                   columns=min(columns, 16)),
-        figures_dir / "augmented_per_class.png",
-    )
+        return write_offline(source, offline_augmenters(params), staging)

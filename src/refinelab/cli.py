@@ -96,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare_parser = commands.add_parser(
         "compare",
-        help="compare experiments: params that differ, key metrics, overlaid learning curves",
-        description="Write a Markdown (or HTML) report of experiments from `dvc exp show`: a table of the params that "
-        "differ and key metrics, sorted by test accuracy, and the learning curves of all of them overlaid "
-        "in one PNG (written beside the report as <name>_learning_curves.png).",
+        help="compare experiments, per dataset: params that differ, key metrics, per-class scores, learning curves",
+        description="Write a Markdown (or HTML) report of experiments from `dvc exp show`, one section per dataset "
+        "(the `dataset` param): a table of the params that differ between its runs and their key metrics "
+        "(metrics/evaluate.json, metrics/timing.json), sorted by test accuracy; their per-class F1, precision "
+        "and recall (metrics/test_details.json, folded); and their learning curves overlaid in one PNG, "
+        "written beside the report as <name>_learning_curves_<dataset>.png.",
     )
     compare_parser.add_argument("experiments", nargs="*", metavar="EXP",
                                 help="experiment names, branch names, revisions or 'workspace' "
@@ -115,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser = commands.add_parser(
         "report",
         help="write the pull-request report (what `make report` and the CI comment show)",
-        description="Write Markdown with `dvc params diff BASE --md`, `dvc metrics diff BASE --md`, the learning "
-        "curves of BASE and the workspace overlaid (PNG beside the report), and the workspace's confusion "
+        description="Write Markdown with `dvc params diff BASE --md`, `dvc metrics diff BASE --md`, the per-class "
+        "scores of BASE and the workspace side by side (metrics/test_details.json, folded), their learning "
+        "curves overlaid (<name>_learning_curves.png beside the report), and the workspace's confusion "
         "matrix and most confident mistakes.",
     )
     report_parser.add_argument("--base", default="main", help="git revision to compare with (default: %(default)s)")

@@ -1,8 +1,12 @@
 """``refinelab compare`` and ``refinelab report``: experiments side by side, from DVC's own records.
 
-Params and metrics come from ``dvc exp show --json`` (or ``dvc params/metrics diff --md``), learning
-curves from each revision's dvclive series read through DVC (``dvc.api.read``): nothing is stored
-beside what DVC and git already keep.
+Params and metrics come from ``dvc exp show --json`` (or ``dvc params/metrics diff --md``); learning
+curves (dvclive's series) and per-class scores (``metrics/test_details.json``) are read at each
+revision through DVC's file system (``dvc.api.DVCFileSystem``): nothing is stored beside what DVC and
+git already keep.
+
+Runs are compared within their dataset (the ``dataset`` param): one table, one per-class table and one
+learning-curve figure per dataset, since scores on different test sets do not compare.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import html
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -24,26 +29,33 @@ log = logging.getLogger(__name__)
 
 WORKSPACE = "workspace"
 EVALUATION_METRICS = "metrics/evaluate.json"
-TRAINING_METRICS = "metrics/train/metrics.json"
-MODEL_METRICS = "metrics/model.json"
+TIMING_METRICS = "metrics/timing.json"
+# Committed evaluate output, not a metric: full-precision scores and the per-class ones.
+TEST_DETAILS = "metrics/test_details.json"
 LIVE_PLOTS_DIR = "metrics/train/plots/metrics"
 FIGURES_DIR = "metrics/figures"
-# (column, metrics file, dotted key, format); a column no run has is left out.
+DATASET_PARAM = "dataset"
+# (column, metrics file, key, format); a column no run of a table has is left out.
 KEY_METRICS = (
-    ("test accuracy", EVALUATION_METRICS, "test.accuracy", "{:.4f}"),
-    ("test loss", EVALUATION_METRICS, "test.loss", "{:.4f}"),
-    ("top-5 accuracy", EVALUATION_METRICS, "test.top_5_accuracy", "{:.4f}"),
-    ("macro F1", EVALUATION_METRICS, "test.macro_avg.f1-score", "{:.4f}"),
-    ("ECE", EVALUATION_METRICS, "test.expected_calibration_error", "{:.4f}"),
-    ("validation accuracy", EVALUATION_METRICS, "validation_accuracy", "{:.4f}"),
-    ("train-test gap", EVALUATION_METRICS, "train_test_gap", "{:+.4f}"),
-    ("params", MODEL_METRICS, "total_params", "{:,}"),
-    ("train seconds", TRAINING_METRICS, "train_seconds", "{:.1f}"),
-    ("images/s", TRAINING_METRICS, "images_per_second", "{:,.0f}"),
+    ("test accuracy", EVALUATION_METRICS, "accuracy", "{:.4f}"),
+    ("train-test gap", EVALUATION_METRICS, "gap", "{:+.4f}"),
+    ("test loss", EVALUATION_METRICS, "loss", "{:.4f}"),
+    ("macro F1", EVALUATION_METRICS, "f1", "{:.4f}"),
+    ("top-5 accuracy", EVALUATION_METRICS, "top5", "{:.4f}"),
+    ("ECE", EVALUATION_METRICS, "ece", "{:.4f}"),
+    ("validation accuracy", EVALUATION_METRICS, "val_acc", "{:.4f}"),
+    ("params", EVALUATION_METRICS, "params", "{:,}"),
+    ("train seconds", TIMING_METRICS, "train_time", "{:.1f}"),
     # The health check's verdict (refinelab.health): "ok", or the codes of its warnings.
     ("health", EVALUATION_METRICS, "health", "{}"),
 )
+# (name, key) of the per-class scores in metrics/test_details.json, the first one the headline.
+PER_CLASS_SCORES = (("F1", "f1-score"), ("precision", "precision"), ("recall", "recall"))
+SCORE_FORMAT = "{:.4f}"
 ABSENT = "—"
+CURVES_CAPTION = "one colour and marker per run; validation solid with filled markers, train dashed with hollow ones"
+
+PerClass = dict[str, dict[str, float]]  # class name -> {"precision", "recall", "f1-score"}
 
 
 class DvcCommandError(RefinelabError):
@@ -61,6 +73,10 @@ class Run:
 
     def metric(self, path: str, key: str) -> Any:
         return self.metrics.get(path, {}).get(key)
+
+    @property
+    def short_rev(self) -> str:
+        return self.rev if self.rev == WORKSPACE else self.rev[:7]
 
 
 def dvc(args: list[str], repo: Path) -> str:
@@ -133,10 +149,46 @@ def select_runs(shown: list[dict[str, Any]], wanted: list[str]) -> list[Run]:
     return selected
 
 
+def group_by_dataset(runs: list[Run]) -> dict[str | None, list[Run]]:
+    """The runs by their ``dataset`` param (None: runs without one), datasets in order of first appearance."""
+    groups: dict[str | None, list[Run]] = {}
+    for run in runs:
+        dataset = run.params.get(DATASET_PARAM)
+        groups.setdefault(None if dataset is None else str(dataset), []).append(run)
+    return groups
+
+
+def counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 'es' if noun.endswith('s') else 's'}"
+
+
+def group_title(dataset: str | None, runs: list[Run]) -> str:
+    count = counted(len(runs), "run")
+    return f"{dataset} ({count})" if dataset is not None else f"No `{DATASET_PARAM}` param ({count})"
+
+
+def file_slugs(datasets: list[str | None]) -> dict[str | None, str]:
+    """A distinct file-name part for each dataset group (letters, digits, ``._-``)."""
+    slugs: dict[str | None, str] = {}
+    for dataset in datasets:
+        base = "no_dataset" if dataset is None else re.sub(r"[^A-Za-z0-9._-]+", "_", dataset).strip("._") or "dataset"
+        slug, number = base, 2
+        while slug in slugs.values():
+            slug, number = f"{base}_{number}", number + 1
+        slugs[dataset] = slug
+    return slugs
+
+
 def differing_params(runs: list[Run]) -> list[str]:
     """Params whose values are not the same in every run, in params.yaml order."""
     keys = list(dict.fromkeys(key for run in runs for key in run.params))
     return [key for key in keys if len({json.dumps(run.params.get(key), sort_keys=True) for run in runs}) > 1]
+
+
+def by_test_accuracy(runs: list[Run]) -> list[Run]:
+    """Best test accuracy first; runs without one last, in their order."""
+    accuracy = lambda run: run.metric(EVALUATION_METRICS, "accuracy")  # noqa: E731
+    return sorted(runs, key=lambda run: (accuracy(run) is None, -(accuracy(run) or 0.0)))
 
 
 def _format(value: Any, template: str = "{}") -> str:
@@ -162,45 +214,109 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def comparison_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): experiments as rows, best test accuracy first; the params that differ, then key metrics."""
+    """(header, rows): runs as rows, best test accuracy first; the params that differ between them,
+    then the key metrics some run has."""
     params = differing_params(runs)
     metrics = [metric for metric in KEY_METRICS if any(run.metric(metric[1], metric[2]) is not None for run in runs)]
-    accuracy = lambda run: run.metric(EVALUATION_METRICS, "test.accuracy")  # noqa: E731
-    ordered = sorted(runs, key=lambda run: (accuracy(run) is None, -(accuracy(run) or 0.0)))
     header = ["experiment", "rev", *params, *(metric[0] for metric in metrics)]
     rows = [
         [
             run.name,
-            run.rev if run.rev == WORKSPACE else run.rev[:7],
+            run.short_rev,
             *(_format(run.params.get(key)) for key in params),
             *(_format(run.metric(path, key), template) for _, path, key, template in metrics),
         ]
-        for run in ordered
+        for run in by_test_accuracy(runs)
     ]
     return header, rows
 
 
+def _revision_files(repo: Path, rev: str):
+    from dvc.api import DVCFileSystem
+
+    return DVCFileSystem(str(repo), rev=None if rev == WORKSPACE else rev)
+
+
 def read_curves(repo: Path, rev: str) -> dict[tuple[str, str], Any]:
     """One revision's dvclive learning curves, keyed by (split, metric), read through DVC's file system
-    (git-tracked or DVC-cached alike)."""
-    from dvc.api import DVCFileSystem
+    (git-tracked or DVC-cached alike); a missing one is left out with a warning."""
+    from dvc.exceptions import DvcException
 
     from refinelab.plotting import LIVE_METRICS, LIVE_SPLITS, parse_dvclive_tsv
 
-    files = DVCFileSystem(str(repo), rev=None if rev == WORKSPACE else rev)
     curves = {}
-    for split, _ in LIVE_SPLITS:
-        for metric in LIVE_METRICS:
-            path = f"{LIVE_PLOTS_DIR}/{split}/{metric}.tsv"
-            try:
-                curves[(split, metric)] = parse_dvclive_tsv(files.read_text(path))
-            except FileNotFoundError:
-                log.warning("%s: no %s", rev, path)
+    try:
+        files = _revision_files(repo, rev)
+        for split, _ in LIVE_SPLITS:
+            for metric in LIVE_METRICS:
+                path = f"{LIVE_PLOTS_DIR}/{split}/{metric}.tsv"
+                try:
+                    curves[(split, metric)] = parse_dvclive_tsv(files.read_text(path))
+                except FileNotFoundError:
+                    log.warning("%s: no %s", rev, path)
+    except DvcException as exc:
+        log.warning("%s: no learning curves (%s)", rev, exc)
     return curves
 
 
+def read_per_class(repo: Path, rev: str, name: str | None = None) -> PerClass | None:
+    """One revision's per-class test scores from metrics/test_details.json, read through DVC's file
+    system; None, with a warning, when it has none (no file, unreadable, or no per-class entry)."""
+    from dvc.exceptions import DvcException
+
+    label = rev if name is None or name == rev else f"{name} ({rev[:7] if rev != WORKSPACE else rev})"
+    try:
+        details = json.loads(_revision_files(repo, rev).read_text(TEST_DETAILS))
+    except FileNotFoundError:
+        log.warning("%s: no %s, so no per-class scores", label, TEST_DETAILS)
+        return None
+    except (DvcException, OSError, ValueError) as exc:
+        log.warning("%s: cannot read %s (%s), so no per-class scores", label, TEST_DETAILS, exc)
+        return None
+    per_class = (details.get("test") or {}).get("per_class") if isinstance(details, dict) else None
+    if not isinstance(per_class, dict):
+        log.warning("%s: %s has no test.per_class scores", label, TEST_DETAILS)
+        return None
+    return {str(class_name): scores for class_name, scores in per_class.items() if isinstance(scores, dict)}
+
+
+def _score(per_class: PerClass | None, class_name: str, key: str) -> float | None:
+    value = ((per_class or {}).get(class_name) or {}).get(key)
+    return value if isinstance(value, (int, float)) else None
+
+
+def _classes(per_class: list[PerClass | None]) -> list[str]:
+    return list(dict.fromkeys(name for scores in per_class if scores for name in scores))
+
+
+def per_class_table(
+    runs: list[Run], per_class: list[PerClass | None], key: str = "f1-score"
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): classes as rows, runs as columns (``per_class[i]`` is ``runs[i]``'s scores), one
+    score (``key``); a run without scores, or without that class, shows ABSENT."""
+    header = ["class", *(run.name for run in runs)]
+    rows = [
+        [name, *(_format(_score(scores, name, key), SCORE_FORMAT) for scores in per_class)]
+        for name in _classes(per_class)
+    ]
+    return header, rows
+
+
+def per_class_change_table(base: PerClass | None, this: PerClass | None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): each class's scores, base -> this change (difference)."""
+
+    def cell(name: str, key: str) -> str:
+        before, after = _score(base, name, key), _score(this, name, key)
+        text = f"{_format(before, SCORE_FORMAT)} → {_format(after, SCORE_FORMAT)}"
+        return text if before is None or after is None else f"{text} ({after - before:+.4f})"
+
+    header = ["class", *(label for label, _ in PER_CLASS_SCORES)]
+    return header, [[name, *(cell(name, key) for _, key in PER_CLASS_SCORES)] for name in _classes([base, this])]
+
+
 def write_learning_curves(repo: Path, runs: list[Run], path: Path) -> None:
-    from refinelab.plotting import overlaid_learning_curves, save_figure
+    from refinelab.image_grids import save_figure
+    from refinelab.plotting import overlaid_learning_curves
 
     save_figure(overlaid_learning_curves({run.name: read_curves(repo, run.rev) for run in runs}), path)
 
@@ -210,80 +326,156 @@ def image_link(alt: str, image: Path, document: Path) -> str:
     return f"![{alt}]({Path(os.path.relpath(image.resolve(), document.resolve().parent)).as_posix()})"
 
 
-def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = False) -> str:
-    """Write the comparison report to ``output`` and its learning-curve PNG beside it.
+# A report is a list of blocks, written as Markdown or HTML:
+# ("heading", level, text) | ("text", text) | ("table", header, rows) | ("details", summary, blocks)
+# | ("image", alt, path). Text may hold `code`.
+Block = tuple
 
-    An ``.html`` output is a page with the PNG embedded; any other is Markdown. DVC lists the
+
+def to_markdown(blocks: list[Block], document: Path) -> str:
+    parts = []
+    for block in blocks:
+        match block:
+            case ("heading", level, text):
+                parts.append(f"{'#' * level} {text}")
+            case ("text", text):
+                parts.append(text)
+            case ("table", header, rows):
+                parts.append(markdown_table(header, rows))
+            case ("details", summary, inner):
+                parts.append(f"<details><summary>{html.escape(summary.replace('`', ''))}</summary>\n\n"
+                             f"{to_markdown(inner, document).strip()}\n\n</details>")
+            case ("image", alt, path):
+                parts.append(image_link(alt, path, document))
+    return "\n\n".join(parts) + "\n"
+
+
+def _html_text(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def to_html(blocks: list[Block]) -> str:
+    parts = []
+    for block in blocks:
+        match block:
+            case ("heading", level, text):
+                parts.append(f"<h{level}>{_html_text(text)}</h{level}>")
+            case ("text", text):
+                parts.append(f"<p>{_html_text(text)}</p>")
+            case ("table", header, rows):
+                parts.append(html_table(header, rows))
+            case ("details", summary, inner):
+                parts.append(f"<details><summary>{_html_text(summary)}</summary>\n{to_html(inner)}</details>")
+            case ("image", alt, path):
+                embedded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+                parts.append(f"<img alt=\"{html.escape(alt)}\" src=\"data:image/png;base64,{embedded}\">")
+    return "\n".join(parts) + "\n"
+
+
+def html_page(title: str, blocks: list[Block]) -> str:
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
+        "<style>body{font-family:sans-serif} td,th{border:1px solid #ccc;padding:2px 6px}"
+        " table{border-collapse:collapse} summary{cursor:pointer;margin:0.5em 0}</style></head>\n<body>\n"
+        f"{to_html(blocks)}</body></html>\n"
+    )
+
+
+def per_class_blocks(runs: list[Run], per_class: list[PerClass | None]) -> list[Block]:
+    """The folded per-class tables of one group (nothing to fold when no run has scores)."""
+    missing = [run.name for run, scores in zip(runs, per_class) if scores is None]
+    if len(missing) == len(runs):
+        return [("text", f"No per-class scores: no run here has `{TEST_DETAILS}`.")]
+    inner: list[Block] = []
+    for label, key in PER_CLASS_SCORES:
+        inner += [("heading", 4, label[0].upper() + label[1:]), ("table", *per_class_table(runs, per_class, key))]
+    if missing:
+        inner.append(("text", f"{ABSENT}: no `{TEST_DETAILS}` for {', '.join(missing)}."))
+    classes = counted(len(_classes(per_class)), "class")
+    summary = f"Per-class scores, test set ({classes}): {', '.join(label for label, _ in PER_CLASS_SCORES)}"
+    return [("details", summary, inner)]
+
+
+def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = False) -> str:
+    """Write the comparison report to ``output`` and, beside it, one learning-curve PNG per dataset
+    (``<output stem>_learning_curves_<dataset>.png``).
+
+    An ``.html`` output is a page with the PNGs embedded; any other is Markdown. DVC lists the
     experiments of HEAD; with ``all_commits``, those of every commit.
     """
     shown = json.loads(dvc(["exp", "show", "--json", *(["--all-commits"] if all_commits else [])], repo))
     runs = select_runs(shown, wanted)
     if not runs:
         raise RefinelabError("nothing to compare: no committed results or experiments at HEAD (run `dvc exp run`)")
-    figure = output.with_name(f"{output.stem}_learning_curves.png")
-    write_learning_curves(repo, runs, figure)
-    title = f"Experiments compared ({len(runs)})"
-    explanation = ("Sorted by test accuracy. Columns: the params that differ between these runs, then key "
-                   f"metrics ({EVALUATION_METRICS}, {TRAINING_METRICS}).")
-    curves_alt = "Learning curves of every run: validation solid, train dashed"
-    table = comparison_table(runs)
-    if output.suffix.lower() in (".html", ".htm"):
-        embedded = base64.b64encode(figure.read_bytes()).decode("ascii")
-        text = (
-            f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>\n"
-            "<style>body{font-family:sans-serif} td,th{border:1px solid #ccc;padding:2px 6px}"
-            " table{border-collapse:collapse}</style></head>\n<body>\n"
-            f"<h1>{title}</h1>\n<p>{html.escape(explanation)}</p>\n{html_table(*table)}\n"
-            f"<h2>Learning curves</h2>\n<img alt=\"{curves_alt}\" src=\"data:image/png;base64,{embedded}\">\n"
-            "</body></html>\n"
-        )
-    else:
-        text = "\n\n".join([
-            f"# {title}", explanation, markdown_table(*table), "## Learning curves", image_link(curves_alt, figure, output)
-        ]) + "\n"
+    groups = group_by_dataset(runs)
+    slugs = file_slugs(list(groups))
+    title = f"Experiments compared: {counted(len(runs), 'run')}, {counted(len(groups), 'dataset')}"
+    blocks: list[Block] = [
+        ("heading", 1, title),
+        ("text", f"One section per dataset (the `{DATASET_PARAM}` param): a table of the params that differ "
+                 f"between its runs and their key metrics (`{EVALUATION_METRICS}`, `{TIMING_METRICS}`), best "
+                 f"test accuracy first; per-class scores (`{TEST_DETAILS}`), folded; the runs' learning curves "
+                 f"overlaid ({CURVES_CAPTION})."),
+    ]
+    for dataset, members in groups.items():
+        ordered = by_test_accuracy(members)
+        figure = output.with_name(f"{output.stem}_learning_curves_{slugs[dataset]}.png")
+        write_learning_curves(repo, ordered, figure)
+        per_class = [read_per_class(repo, run.rev, run.name) for run in ordered]
+        named = dataset if dataset is not None else f"no-{DATASET_PARAM}"
+        blocks += [
+            ("heading", 2, group_title(dataset, members)),
+            ("table", *comparison_table(ordered)),
+            *per_class_blocks(ordered, per_class),
+            ("heading", 3, "Learning curves"),
+            ("image", f"Learning curves of the {named} runs: {CURVES_CAPTION}", figure),
+        ]
+    html_output = output.suffix.lower() in (".html", ".htm")
+    text = html_page(title, blocks) if html_output else to_markdown(blocks, output)
     _write_text(output, text)
     return text
 
 
-def split_table(table: str, goes_below: str) -> tuple[str, str]:
-    """A Markdown table split in two, each with the header: rows containing ``goes_below`` go second."""
-    lines = table.splitlines()
-    header, rows = lines[:2], lines[2:]
-    below = [row for row in rows if goes_below in row]
-    above = [row for row in rows if goes_below not in row]
-    return "\n".join(header + above) if above else "", "\n".join(header + below) if below else ""
-
-
 def pull_request_report(repo: Path, base: str, output: Path) -> str:
-    """The Markdown a pull request gets: params and metrics diff against ``base`` and the figures."""
+    """The Markdown a pull request gets: params and metrics diff against ``base``, per-class scores
+    (folded), learning curves and the test-set figures."""
     params_diff = dvc(["params", "diff", base, "--md"], repo).strip()
     metrics_diff = dvc(["metrics", "diff", base, "--md"], repo).strip()
     figure = output.with_name(f"{output.stem}_learning_curves.png")
     runs = [Run(name=base, rev=base), Run(name="this change", rev=WORKSPACE)]
     write_learning_curves(repo, runs, figure)
-    # Per-class rows (3 per class) would bury the headline metrics: they go in a folded block.
-    headline, per_class = split_table(metrics_diff, "per_class.") if metrics_diff else ("", "")
-    sections = [
-        f"## refinelab: this change against `{base}`",
-        "### Params",
-        params_diff or f"No params differ from `{base}`.",
-        "### Metrics",
+    base_scores, these_scores = read_per_class(repo, base), read_per_class(repo, WORKSPACE)
+    blocks: list[Block] = [
+        ("heading", 2, f"refinelab: this change against `{base}`"),
+        ("heading", 3, "Params"),
+        ("text", params_diff or f"No params differ from `{base}`."),
+        ("heading", 3, "Metrics"),
+        ("text", metrics_diff or f"No metrics differ from `{base}`."),
     ]
-    if not metrics_diff:
-        sections.append(f"No metrics differ from `{base}`.")
-    if headline:
-        sections.append(headline)
-    if per_class:
-        sections.append(f"<details><summary>Per-class metrics</summary>\n\n{per_class}\n\n</details>")
-    sections += [
-        "### Learning curves",
-        image_link(f"Learning curves, {base} against this change", figure, output),
+    if base_scores is None and these_scores is None:
+        blocks.append(("text", f"No per-class scores: neither side has `{TEST_DETAILS}`."))
+    else:
+        header, rows = per_class_change_table(base_scores, these_scores)
+        pairs = [(_score(base_scores, row[0], "f1-score"), _score(these_scores, row[0], "f1-score")) for row in rows]
+        changes = [after - before for before, after in pairs if before is not None and after is not None]
+        summary = f"Per-class scores, test set ({counted(len(rows), 'class')}), {base} → this change"
+        if changes:
+            summary += (f": F1 up for {sum(change > 0 for change in changes)}, "
+                        f"down for {sum(change < 0 for change in changes)}")
+        inner: list[Block] = [("table", header, rows)]
+        for side, scores in ((f"`{base}`", base_scores), ("this change", these_scores)):
+            if scores is None:
+                inner.append(("text", f"{ABSENT}: no `{TEST_DETAILS}` for {side}."))
+        blocks.append(("details", summary, inner))
+    blocks += [
+        ("heading", 3, "Learning curves"),
+        ("image", f"Learning curves, {base} against this change: {CURVES_CAPTION}", figure),
     ]
     figures = [("Confusion matrix", "confusion_matrix.png"), ("Most confident mistakes", "misclassified.png")]
     present = [(alt, repo / FIGURES_DIR / name) for alt, name in figures if (repo / FIGURES_DIR / name).is_file()]
     if present:
-        sections += ["### Test set", "\n".join(image_link(alt, path, output) for alt, path in present)]
-    text = "\n\n".join(sections) + "\n"
+        blocks += [("heading", 3, "Test set"), *(("image", alt, path) for alt, path in present)]
+    text = to_markdown(blocks, output)
     _write_text(output, text)
     return text
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator,
+)
 
 from ruamel.yaml import YAML, YAMLError
 
@@ -125,12 +127,9 @@ class AugmentParams(StrictModel):
     interpolation: Literal["nearest", "bilinear"] = "nearest"
 
 
-class EarlyStoppingParams(StrictModel):
-    # Epochs without improvement of `monitor` before training stops; 0 turns early stopping off.
-    patience: int = Field(0, ge=0)
-    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
-    # Keep the weights of the best epoch rather than the last one.
-    restore_best_weights: bool = True
+# The plateau schedule's fixed shape: halve the learning rate after 2 epochs without a better validation loss.
+PLATEAU_FACTOR = 0.5
+PLATEAU_PATIENCE = 2
 
 
 class TrainParams(StrictModel):
@@ -138,37 +137,24 @@ class TrainParams(StrictModel):
     # Decoupled weight decay (AdamW's; Keras applies it the same way for adam and sgd).
     weight_decay: float = Field(0.0, ge=0, lt=1)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
-    nesterov: bool = False  # sgd only
     # Clip each gradient to this L2 norm; null = no clipping.
     clipnorm: Optional[float] = Field(None, gt=0)
-    # constant | cosine (decays to 0 over all epochs) | plateau (multiply by plateau_factor after
-    # plateau_patience epochs without a better validation loss).
+    # constant | cosine (decays to 0 over all epochs) | plateau (halved after 2 epochs without a better
+    # validation loss).
     lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
-    plateau_patience: int = Field(2, ge=1)
-    early_stopping: EarlyStoppingParams = EarlyStoppingParams()
+    # Epochs without a better validation loss before training stops, keeping the best epoch's
+    # weights; 0 turns early stopping off.
+    early_stopping: int = Field(0, ge=0)
     # Softened one-hot targets (0 = plain cross-entropy on integer labels).
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # none | balanced: weight each class by n_samples / (n_classes * its count) (scikit-learn's "balanced").
     class_weight: Literal["none", "balanced"] = "none"
-    # Back up every epoch so that the same command continues a killed run (refinelab.resume). It draws
-    # each epoch's order from (seed, epoch), another order than the default's: results differ slightly.
-    resume: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
         if self.optimizer == "adamw" and self.weight_decay == 0:
             raise ValueError("optimizer adamw needs weight_decay > 0 (without it, it is adam)")
-        if self.nesterov and self.optimizer != "sgd":
-            raise ValueError(f"nesterov applies to optimizer sgd only, not {self.optimizer}")
         return self
-
-
-class PlotParams(StrictModel):
-    # Images shown in the grid of test predictions drawn by the plot stage.
-    grid_size: int = Field(25, ge=1, le=100)
-    # The most confident wrong test predictions shown in the misclassification gallery.
-    gallery_size: int = Field(16, ge=1, le=100)
 
 
 class MLPSpec(StrictModel):
@@ -272,42 +258,58 @@ ArchitectureSpec = Annotated[
 
 # The top-level keys the train stage lists under `params:` in dvc.yaml (a test keeps them in step).
 TRAIN_STAGE_PARAMS = (
-    "model", "architectures", "epochs", "batch_size", "learning_rate", "dropout", "l2", "l1", "seed", "train", "augment",
+    "model", "dropout", "l2", "l1", "learning_rate", "epochs", "batch_size", "seed", "arch", "train", "augment",
 )
-# The params each stage lists in dvc.yaml (dotted for nested keys; a test keeps them in step): the
-# values a stage checks are unchanged when it finishes, since DVC records them only then.
+# The params each stage lists in dvc.yaml (a test keeps them in step): the values a stage checks are
+# unchanged when it finishes, since DVC records them only then.
 STAGE_PARAMS = {
-    "prepare": ("dataset", "seed", "data", "h5", "image_folder", "filename_labels"),
+    "prepare": ("dataset", "seed", "data"),
     "augment": ("augment", "seed"),
     "train": TRAIN_STAGE_PARAMS,
-    "plot": ("plot.grid_size", "plot.gallery_size"),
 }
+
+# Settings that are file dependencies rather than params, so that `dvc exp show` lists the knobs and
+# not every preset: the architecture presets `model:` names, and where each dataset's files are and
+# how they are decoded. Each sits beside params.yaml; its keys join the params read from there.
+PRESETS_FILE = "architectures.yaml"
+DATASETS_FILE = "datasets.yaml"
+# The keys each file may hold (`data:` keys may sit in either file, never in both).
+DATASETS_FILE_KEYS = ("h5", "image_folder", "filename_labels", "data")
+STAGE_FILES = {"prepare": (DATASETS_FILE,), "train": (PRESETS_FILE,)}
 
 
 MAX_BATCH_SIZE = 65_536
+ARCH_HELP = "one-key tweaks of the preset `model:` names (null keeps the preset's value)"
 
 
 class Params(StrictModel):
-    """The whole params.yaml. The everyday knobs are top-level keys (``-S dropout=0.25``)."""
+    """params.yaml with its presets and dataset settings. The everyday knobs are top-level keys
+    (``-S dropout=0.25``)."""
 
-    dataset: str = "fashion_mnist"
     model: str
-    epochs: int = Field(ge=1, le=10_000)
-    # auto: chosen from the training-set size (refinelab.training.resolve_batch_size); a number wins.
-    batch_size: Union[Literal["auto"], int] = "auto"
-    learning_rate: float = Field(gt=0, le=10)
     dropout: float = Field(ge=0, lt=1)
     l2: float = Field(ge=0, le=1)
     l1: float = Field(0.0, ge=0, le=1)
+    learning_rate: float = Field(gt=0, le=10)
+    epochs: int = Field(ge=1, le=10_000)
+    # auto: chosen from the training-set size (refinelab.training.resolve_batch_size); a number wins.
+    batch_size: Union[Literal["auto"], int] = "auto"
+    dataset: str = "fashion_mnist"
     seed: int = Field(ge=0, le=2**31 - 1)
+    # Overrides of the selected preset's spec, e.g. -S arch.filters=[16,32]; other spec keys with
+    # -S +arch.<key>=<value>.
+    arch: dict[str, Any] = Field(default_factory=dict)
     data: DataParams = DataParams()
+    augment: AugmentParams = AugmentParams()
+    train: TrainParams = TrainParams()
+    # From datasets.yaml.
     h5: H5Params = H5Params()
     image_folder: ImageFolderParams = ImageFolderParams()
     filename_labels: FilenameLabelsParams = FilenameLabelsParams()
-    augment: AugmentParams = AugmentParams()
-    train: TrainParams = TrainParams()
-    plot: PlotParams = PlotParams()
+    # From architectures.yaml.
     architectures: dict[str, ArchitectureSpec] = Field(min_length=1)
+
+    _architecture: Any = PrivateAttr(default=None)
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -323,13 +325,14 @@ class Params(StrictModel):
 
         if self.model not in self.architectures:
             raise ValueError(
-                f"model: unknown architecture {self.model!r}; valid names: "
+                f"model: unknown architecture {self.model!r}; valid names ({PRESETS_FILE}): "
                 f"{', '.join(sorted(self.architectures))}"
             )
+        self._architecture = tweaked_preset(self.model, self.architectures[self.model], self.arch)
         head_epochs = getattr(self.architecture, "head_epochs", 0)
         if head_epochs >= self.epochs:
             raise ValueError(
-                f"architectures.{self.model}.head_epochs: {head_epochs} leaves no fine-tuning epoch "
+                f"{self.model}.head_epochs ({PRESETS_FILE}): {head_epochs} leaves no fine-tuning epoch "
                 f"of epochs={self.epochs}"
             )
         if self.dataset not in DATASETS:
@@ -340,23 +343,49 @@ class Params(StrictModel):
 
     @property
     def architecture(self) -> MLPSpec | CNNSpec | ResidualCNNSpec | TransferSpec:
-        return self.architectures[self.model]
+        """The preset ``model`` names, with the ``arch`` tweaks applied."""
+        return self._architecture
 
     def resolved(self) -> dict[str, Any]:
         """The params the train stage reads, as plain data (saved beside the model).
 
-        Only keys the train stage depends on in dvc.yaml: anything else could change without
-        re-running train and leave the saved copy stale.
+        Only keys the train stage depends on in dvc.yaml, and the preset it used: anything else could
+        change without re-running train and leave the saved copy stale.
         """
-        resolved = self.model_dump(mode="json", include=set(TRAIN_STAGE_PARAMS) - {"architectures"})
+        resolved = self.model_dump(mode="json", include=set(TRAIN_STAGE_PARAMS))
         resolved["architecture"] = self.architecture.model_dump(mode="json")
         return resolved
+
+
+_SPEC_ADAPTER = TypeAdapter(ArchitectureSpec)
+
+
+def tweaked_preset(name: str, preset: BaseModel, tweaks: dict[str, Any]):
+    """``preset`` with every non-null key of ``tweaks`` (params' ``arch:``) replacing its value."""
+    if not isinstance(tweaks, dict):
+        raise ValueError(f"arch: expected a mapping of {ARCH_HELP}, got {json.dumps(tweaks, default=str)}")
+    changes = {key: value for key, value in tweaks.items() if value is not None}
+    if not changes:
+        return preset
+    spec_keys = sorted(set(type(preset).model_fields) - {"type"})
+    if unknown := sorted(set(changes) - set(spec_keys)):
+        raise ValueError(
+            f"arch.{unknown[0]}: the {preset.type} preset {name!r} has no such key (its keys: {', '.join(spec_keys)})"
+        )
+    try:
+        return _SPEC_ADAPTER.validate_python({**preset.model_dump(exclude_unset=True), **changes})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"arch.{'.'.join(str(part) for part in error['loc'][1:])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        raise ValueError(f"{problems} (tweaking preset {name!r})") from None
 
 
 def _known_keys() -> set[str]:
     keys: set[str] = set()
     for model in (
-        Params, DataParams, AugmentParams, TrainParams, EarlyStoppingParams, PlotParams,
+        Params, DataParams, AugmentParams, TrainParams,
         MLPSpec, CNNSpec, ResidualCNNSpec, TransferSpec, H5Params, ImageFolderParams, FilenameLabelsParams,
     ):
         keys.update(model.model_fields)
@@ -367,6 +396,11 @@ def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     # Discriminated unions put the tag in the location ("architectures.x.mlp.hidden"): drop it.
     location = re.sub(r"\.(mlp|cnn|residual_cnn|transfer)(?=\.|$)", "", location, count=1)
+    # Presets and dataset settings live in their own files: say which.
+    if location.startswith("architectures."):
+        location = f"{PRESETS_FILE}: {location.removeprefix('architectures.')}"
+    elif location.split(".")[0] in DATASETS_FILE_KEYS[:-1]:
+        location = f"{DATASETS_FILE}: {location}"
     if error["type"] == "extra_forbidden":
         key = str(error["loc"][-1])
         close = difflib.get_close_matches(key, sorted(_known_keys()), n=1)
@@ -401,8 +435,65 @@ def read_params_file(path: str | Path) -> Any:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
 
 
+def read_mapping(path: Path) -> dict[str, Any]:
+    raw = read_params_file(path)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def read_config(params_path: str | Path = DEFAULT_PARAMS_FILE) -> dict[str, Any]:
+    """params.yaml with the presets of architectures.yaml (as ``architectures``) and the settings of
+    datasets.yaml beside it, as one mapping."""
+    params_path = Path(params_path)
+    raw = read_mapping(params_path)
+    presets_path, datasets_path = params_path.parent / PRESETS_FILE, params_path.parent / DATASETS_FILE
+    if "architectures" in raw:
+        raise ParamsError(f"{params_path}: architectures: the presets live in {presets_path}; tweak one with arch:")
+    config = {**raw, "architectures": read_mapping(presets_path)}
+    for key, value in read_mapping(datasets_path).items():
+        if key not in DATASETS_FILE_KEYS:
+            raise ParamsError(f"{datasets_path}: {key}: unknown key; it holds {', '.join(DATASETS_FILE_KEYS)}")
+        if key == "data" and isinstance(value, dict) and isinstance(raw.get("data", {}), dict):
+            if both := sorted(set(value) & set(raw.get("data", {}))):
+                raise ParamsError(f"data.{both[0]}: set in both {params_path} and {datasets_path}; keep one")
+            config["data"] = {**raw.get("data", {}), **value}
+        elif key in raw:
+            raise ParamsError(f"{key}: set in both {params_path} and {datasets_path}; keep one")
+        else:
+            config[key] = value
+    return config
+
+
+# The data keys params.yaml holds (the rest of data: sits in datasets.yaml).
+DATA_KEYS_IN_PARAMS = ("validation_split", "test_split", "limit", "image_size")
+
+
+def split_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The inverse of :func:`read_config`: the content of each of the three files, by file name."""
+    params = {key: value for key, value in config.items() if key not in DATASETS_FILE_KEYS + ("architectures",)}
+    data = config.get("data", {})
+    params["data"] = {key: value for key, value in data.items() if key in DATA_KEYS_IN_PARAMS}
+    datasets = {key: config[key] for key in DATASETS_FILE_KEYS[:-1] if key in config}
+    datasets["data"] = {key: value for key, value in data.items() if key not in DATA_KEYS_IN_PARAMS}
+    return {DEFAULT_PARAMS_FILE.name: params, PRESETS_FILE: config.get("architectures", {}), DATASETS_FILE: datasets}
+
+
+def write_config(directory: str | Path, config: dict[str, Any]) -> Path:
+    """Write ``config`` (a :func:`read_config` mapping) as params.yaml, architectures.yaml and
+    datasets.yaml in ``directory`` (for tests and benchmarks); return the params.yaml path."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    for name, content in split_config(config).items():
+        with open(Path(directory) / name, "w") as handle:
+            yaml.dump(content, handle)
+    return Path(directory) / DEFAULT_PARAMS_FILE.name
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE) -> Params:
-    return parse_params(read_params_file(path), source=str(path))
+    return parse_params(read_config(path), source=str(path))
 
 
 def param_values(raw: Any, keys: Sequence[str]) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def data_report(
 
 def write_sample_grids(prepared_dir: str | Path, class_names: list[str], samples_dir: str | Path) -> None:
     """One PNG per split: a few prepared images of each class, as the model will see them."""
-    from refinelab.plotting import sample_grid, save_figure  # Matplotlib only when a report is asked for.
+    from refinelab.image_grids import sample_grid, save_figure  # Matplotlib only when a report is asked for.
 
     samples_dir = Path(samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)

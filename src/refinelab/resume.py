@@ -1,5 +1,4 @@
-"""Resume training after a kill (``train.resume: true``): the same command continues after the last
-finished epoch.
+"""Resume training after a kill: the same command continues after the last finished epoch.
 
 At the end of every epoch Keras' ``BackupAndRestore`` saves the weights, the optimizer state and the
 epoch count, and :class:`EpochStateBackup` saves what it leaves out: the random state of the model's

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from refinelab.config import STAGE_PARAMS, Params, param_values, parse_params, read_params_file
+from refinelab.config import STAGE_FILES, STAGE_PARAMS, Params, param_values, parse_params, read_config
 from refinelab.errors import ParamsError, RefinelabError
 
 log = logging.getLogger("refinelab")
@@ -34,13 +34,17 @@ def stage_params(params_file: str | Path, stage: str) -> Iterator[Params]:
     recorded beside outputs made with the old values, and ``dvc status`` would call them up to date.
     """
     keys = STAGE_PARAMS[stage]
-    raw = read_params_file(params_file)
-    before = param_values(raw, keys)
-    yield parse_params(raw, source=str(params_file))
-    after = param_values(read_params_file(params_file), keys)
-    if changed := [key for key in keys if before[key] != after[key]]:
+    files = [Path(params_file).parent / name for name in STAGE_FILES.get(stage, ())]
+    config = read_config(params_file)
+    contents = [path.read_bytes() for path in files]
+    before = param_values(config, keys)
+    yield parse_params(config, source=str(params_file))
+    after = param_values(read_config(params_file), keys)
+    changed = [key for key in keys if before[key] != after[key]]
+    changed += [str(path) for path, content in zip(files, contents) if path.read_bytes() != content]
+    if changed:
         raise ParamsError(
-            f"{params_file} changed while the {stage} stage ran ({', '.join(changed)}): its outputs were made with "
+            f"params changed while the {stage} stage ran ({', '.join(changed)}): its outputs were made with "
             "the old values, which DVC would not record. Run it again; to try other values while a run is going, "
             "queue them (dvc exp run --queue) or run them in a temporary copy (dvc exp run --temp)"
         )

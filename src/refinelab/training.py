@@ -20,7 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab import batch_norm, health
 from refinelab.augmentation import online_augmenter
-from refinelab.config import Params, TrainParams
+from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, Params, TrainParams
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
 from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
@@ -83,7 +83,7 @@ def adamw(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
 @OPTIMIZERS.register("sgd")
 def sgd(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(
-        rate, momentum=train.momentum, nesterov=train.nesterov, weight_decay=train.weight_decay or None, **common
+        rate, momentum=train.momentum, weight_decay=train.weight_decay or None, **common
     )
 
 
@@ -135,11 +135,10 @@ def class_weights(train: TrainParams, labels: np.ndarray) -> dict[int, float] | 
 
 
 class TrainingTimer(keras.callbacks.Callback):
-    """Logs wall time and throughput, summed over every fit (training phase), to dvclive."""
+    """Wall time and epochs of every fit (training phase) of this process, summed."""
 
-    def __init__(self, live: Live, train_images: int):
+    def __init__(self):
         super().__init__()
-        self.live, self.train_images = live, train_images
         self.started, self.seconds, self.epochs = 0.0, 0.0, 0
 
     def on_train_begin(self, logs=None):
@@ -148,8 +147,12 @@ class TrainingTimer(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.seconds += time.perf_counter() - self.started
         self.epochs += len(self.model.history.epoch) if self.model.history else 0
-        self.live.summary["train_seconds"] = round(self.seconds, 2)
-        self.live.summary["images_per_second"] = round(self.train_images * self.epochs / max(self.seconds, 1e-9), 1)
+
+    def record(self, train_images: int) -> dict[str, float]:
+        """The timing file's content (one key: it is a column of `dvc exp show`), and a log line."""
+        log.info("trained %d epochs in %.1f s (%.0f images/s)", self.epochs, self.seconds,
+                 train_images * self.epochs / max(self.seconds, 1e-9))
+        return {"train_time": round(self.seconds, 1)}
 
 
 class RestoredEpochSummary(keras.callbacks.Callback):
@@ -175,17 +178,15 @@ class RestoredEpochSummary(keras.callbacks.Callback):
 
 def training_callbacks(train: TrainParams, live: Live, timer: TrainingTimer) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [timer]
-    if train.early_stopping.patience:
+    if train.early_stopping:
         early_stopping = keras.callbacks.EarlyStopping(
-            monitor=train.early_stopping.monitor,
-            patience=train.early_stopping.patience,
-            restore_best_weights=train.early_stopping.restore_best_weights,
+            monitor="val_loss", patience=train.early_stopping, restore_best_weights=True
         )
         callbacks += [early_stopping, RestoredEpochSummary(live, early_stopping)]
     if train.lr_schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=train.plateau_factor, patience=train.plateau_patience
+                monitor="val_loss", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
             )
         )
     return callbacks + [DVCLiveCallback(live=live)]  # Last: it logs what the others add (learning_rate).
@@ -223,10 +224,14 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
 
 
 def train(
-    params: Params, train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path, live_dir: str | Path
+    params: Params, train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path, live_dir: str | Path,
+    timing_path: str | Path | None = None,
 ) -> keras.Model:
     """Fit the model on the training set augment chose (``train_dir``), validating on the prepared
-    validation split; re-estimate its batch-norm statistics, check its health, save it."""
+    validation split; re-estimate its batch-norm statistics, check its health, save it.
+
+    Wall time and throughput go to ``timing_path``, apart from every output DVC records, so that
+    the same params give the same dvc.lock."""
     seed_everything(params.seed)
     meta = load_meta(prepared_dir)
     num_classes = len(meta["class_names"])
@@ -236,9 +241,9 @@ def train(
         len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
     phases = training_phases(params)
-    # With train.resume, one-phase runs continue after a kill (refinelab.resume); two-phase ones restart.
+    # One-phase runs continue after a kill (refinelab.resume); two-phase ones restart.
     backup = None
-    if params.train.resume and len(phases) == 1:
+    if len(phases) == 1:
         backup = TrainingBackup(model_path, {"params": params.resolved(), "data": data_identity(train_dir, prepared_dir)})
     epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
@@ -262,7 +267,7 @@ def train(
     resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live:
-        timer = TrainingTimer(live, len(train_split))
+        timer = TrainingTimer()
         if resumed:
             live.summary["resumed_after_epoch"] = epochs_done
         for phase in phases:
@@ -299,10 +304,13 @@ def train(
         "batch_norm_recalibration_images": recalibrated,
         # Training-mode and inference-mode accuracy of the same training images (evaluate reports it too).
         "mode_accuracies": mode_accuracies,
+        "health": [finding.code for finding in findings],
     }
     save_model(model, model_path, resolved)
     if backup:
         backup.discard()
+    if timing_path is not None:
+        write_json(timing_path, timer.record(len(train_split)))
     health.report("train", findings)
     return model
 
