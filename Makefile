@@ -14,7 +14,7 @@ BASE ?= main
 
 run: setup dataset repo
 	$(BIN)/dvc repro
-	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); print("test accuracy: {accuracy:.4f} (train-test gap {gap:+.4f}); health: {health}".format(**m))'
+	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); h = json.load(open("metrics/test_details.json"))["health"]; print("test accuracy: {:.4f} (train-test gap {:+.4f}); health: {}".format(m["accuracy"], m["gap"], ",".join(h) or "ok"))'
 
 test: setup dataset
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

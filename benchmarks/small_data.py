@@ -89,7 +89,7 @@ def run_pipeline(params: dict, workdir: Path) -> dict:
     return {
         "test_accuracy": details["test"]["accuracy"],
         "train_accuracy": details["train_accuracy"],
-        "health": evaluation["health"],
+        "health": ",".join(details["health"]) or "ok",
         "train_images": resolved["training"]["train_images"],
         "batch_size": resolved["batch_size"],
         "epochs": resolved["epochs"],

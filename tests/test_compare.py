@@ -35,7 +35,7 @@ def state(rev, name, accuracy, dataset="fashion_mnist", top5=0.99, **params):
     if dataset is not NO_DATASET:
         values["dataset"] = dataset
     evaluation = {"accuracy": accuracy, "gap": 0.02, "loss": 0.5, "f1": 0.7, "ece": 0.05, "val_acc": 0.8,
-                  "params": 1000, "health": "ok"}
+                  "params": 1000, "warnings": 0}
     if top5 is not None:
         evaluation["top5"] = top5
     return {
@@ -126,12 +126,12 @@ def test_table_has_the_group_s_differing_params_then_key_metrics_sorted_by_test_
     lines = markdown_table(*comparison_table(groups["fashion_mnist"])).splitlines()
     assert lines[0] == (
         "| experiment | rev | model | dropout | test accuracy | train-test gap | test loss | macro F1 | top-5 accuracy "
-        "| ECE | validation accuracy | params | train seconds | health |"
+        "| ECE | validation accuracy | params | train seconds | health warnings |"
     )
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| fm-bigger", "| fm-drop", "| main"]
     assert lines[2] == (
         f"| fm-bigger | {'d' * 7} | bigger | 0.0 | 0.9000 | +0.0200 | 0.5000 | 0.7000 | 0.9900 | 0.0500 | 0.8000 "
-        "| 1,000 | 12.5 | ok |"
+        "| 1,000 | 12.5 | 0 |"
     )
     # A metric no run of the group has (top-5 accuracy, with 5 classes or fewer) gets no column.
     header, rows = comparison_table(groups["mnist"])

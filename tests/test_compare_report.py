@@ -58,7 +58,7 @@ def test_compare_experiments_then_report_the_workspace_against_main(project_copy
     accuracies = [float(row[header.index("test accuracy")]) for row in rows]
     assert accuracies == sorted(accuracies, reverse=True)
     assert {"train-test gap", "test loss", "macro F1", "top-5 accuracy", "ECE", "validation accuracy", "params",
-            "train seconds", "health"} <= set(header)
+            "train seconds", "health warnings"} <= set(header)
     assert all(0.0 <= float(row["ECE"]) <= 1.0 and int(row["params"].replace(",", "")) > 0 for row in by_name.values())
     # Per-class scores from each run's metrics/test_details.json, folded: classes as rows, runs as columns.
     assert "<details><summary>Per-class scores, test set (10 classes)" in fashion

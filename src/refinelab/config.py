@@ -473,8 +473,8 @@ DATA_KEYS_IN_PARAMS = ("validation_split", "test_split", "limit", "image_size")
 
 def split_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The inverse of :func:`read_config`: the content of each of the three files, by file name."""
-    params = {key: value for key, value in config.items() if key not in DATASETS_FILE_KEYS + ("architectures",)}
     data = config.get("data", {})
+    params = {key: value for key, value in config.items() if key not in DATASETS_FILE_KEYS[:-1] + ("architectures",)}
     params["data"] = {key: value for key, value in data.items() if key in DATA_KEYS_IN_PARAMS}
     datasets = {key: config[key] for key in DATASETS_FILE_KEYS[:-1] if key in config}
     datasets["data"] = {key: value for key, value in data.items() if key not in DATA_KEYS_IN_PARAMS}
@@ -483,8 +483,9 @@ def split_config(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def write_config(directory: str | Path, config: dict[str, Any]) -> Path:
     """Write ``config`` (a :func:`read_config` mapping) as params.yaml, architectures.yaml and
-    datasets.yaml in ``directory`` (for tests and benchmarks); return the params.yaml path."""
-    yaml = YAML(typ="safe", pure=True)
+    datasets.yaml in ``directory`` (for tests and benchmarks), keys in their order (the order of
+    `dvc exp show`'s columns); return the params.yaml path."""
+    yaml = YAML()  # Round-trip: keeps the keys' order (the safe dumper sorts them).
     yaml.default_flow_style = False
     for name, content in split_config(config).items():
         with open(Path(directory) / name, "w") as handle:
