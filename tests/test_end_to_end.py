@@ -68,6 +68,41 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
     assert "accuracy" in metrics_diff["metrics/evaluate.json"]
 
+    # A second experiment: the table of a small study (model x dropout) stays readable.
+    run(["dvc", "exp", "run", "-S", "model=smaller", "-S", "dropout=0.25"], project, env=project_env)
+    assert_the_experiment_table_fits_a_screen(project, project_env)
+
+
+def assert_the_experiment_table_fits_a_screen(project, project_env):
+    """`dvc exp show` and `dvc metrics diff` of a small study stay readable: at most 40 params and
+    15 metrics per run, at most 15 rows of metrics diff, and in a 160-column terminal (where DVC pages
+    the full-width table with `less -S`) each experiment's name, the params the study varies, test
+    accuracy, gap and training time all show, without an ellipsis."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project, env=project_env).stdout)
+    experiments = [exp for commit in shown[1:] for exp in commit.get("experiments") or []]
+    runs = [shown[0]] + [rev for exp in experiments for rev in exp["revs"]]
+    assert len(runs) == 3  # The workspace and the two experiments.
+    for entry in runs:
+        data = entry["data"]
+        assert leaves({path: item["data"] for path, item in data["params"].items()}) <= 40
+        assert leaves({path: item["data"] for path, item in data["metrics"].items()}) <= 15
+    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
+    assert 0 < leaves(metrics_diff) // 3 <= 15  # Each row is old, new and diff.
+
+    # What a 160-column terminal shows of the full-width table the pager gets.
+    table = run(["dvc", "exp", "show", "--no-pager"], project, env={**project_env, "COLUMNS": "1024"}).stdout
+    screen = [line.rstrip()[:160] for line in table.splitlines()]
+    header = next(line for line in screen if "Experiment" in line)
+    for column in ("accuracy", "gap", "warnings", "train_time", "model", "dropout"):
+        assert re.search(rf"\b{column}\b", header), (column, header)
+    rows = [line for line in screen if any(exp["name"] in line for exp in experiments)]
+    assert len(rows) == 2 and all(re.search(r"(cnn_bn|smaller) +0\.25\b", row) for row in rows), screen
+    assert not any("…" in line for line in screen), screen
+
+
+def leaves(data) -> int:
+    return sum(leaves(value) for value in data.values()) if isinstance(data, dict) else 1
+
 
 def test_a_rejected_or_unknown_param_stops_before_any_output_is_touched(project_copy, project_env, tiny_raw_params):
     project = project_copy
@@ -94,42 +129,3 @@ def test_a_rejected_or_unknown_param_stops_before_any_output_is_touched(project_
     assert "dropuot: unknown key; did you mean 'dropout'?" in unknown.stdout + unknown.stderr
     assert all((project / path).read_bytes() == content for path, content in kept.items())
 
-
-def leaves(data) -> int:
-    return sum(leaves(value) for value in data.values()) if isinstance(data, dict) else 1
-
-
-def test_the_experiment_table_fits_a_screen(project_copy, project_env, tiny_raw_params):
-    """`dvc exp show` and `dvc metrics diff` of a small study stay readable: at most 40 params and
-    15 metrics per run, at most 15 rows of metrics diff, and in a 160-column terminal (where DVC pages
-    the full-width table with `less -S`) each experiment's name, the params the study varies, test
-    accuracy, gap and training time all show, without an ellipsis."""
-    project = project_copy
-    tiny_raw_params.update(model="smaller", batch_size="auto")
-    commit_params(project, tiny_raw_params)
-    run(["dvc", "repro"], project, env=project_env)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "baseline results"], project)
-    for model, dropout in (("baseline", 0.0), ("bigger", 0.25)):
-        run(["dvc", "exp", "run", "-S", f"model={model}", "-S", f"dropout={dropout}"], project, env=project_env)
-
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project, env=project_env).stdout)
-    runs = [shown[0]] + [rev for commit in shown[1:] for exp in commit.get("experiments") or [] for rev in exp["revs"]]
-    assert len(runs) == 3  # The workspace and the two experiments.
-    for entry in runs:
-        data = entry["data"]
-        assert leaves({path: item["data"] for path, item in data["params"].items()}) <= 40
-        assert leaves({path: item["data"] for path, item in data["metrics"].items()}) <= 15
-    metrics_diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project, env=project_env).stdout)
-    assert 0 < leaves(metrics_diff) // 3 <= 15  # Each row is old, new and diff.
-
-    # What a 160-column terminal shows of the full-width table the pager gets.
-    table = run(["dvc", "exp", "show", "--no-pager"], project, env={**project_env, "COLUMNS": "1024"}).stdout
-    screen = [line.rstrip()[:160] for line in table.splitlines()]
-    header = next(line for line in screen if "Experiment" in line)
-    for column in ("accuracy", "gap", "warnings", "train_time", "model", "dropout"):
-        assert re.search(rf"\b{column}\b", header), (column, header)
-    names = [exp["name"] for commit in shown[1:] for exp in commit.get("experiments") or []]
-    rows = [line for line in screen if any(name in line for name in names)]
-    assert len(rows) == 2 and all("bigger" in row or "baseline" in row for row in rows), screen
-    assert not any("…" in line for line in screen), screen
