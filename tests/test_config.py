@@ -230,6 +230,9 @@ def test_the_three_files_read_as_one_and_a_key_in_two_of_them_is_an_error(tmp_pa
     params_file.write_text(text)
     with pytest.raises(ParamsError, match="data.resize: set in both"):
         read_config(params_file)
+    (tmp_path / "datasets.yaml").write_text("data: 5\n")
+    with pytest.raises(ParamsError, match="datasets.yaml: data: expected a mapping of keys to values, got 5"):
+        read_config(params_file)
     (tmp_path / "datasets.yaml").write_text("data: {}\n")
     assert load_params(params_file).data.resize == "pad"
     (tmp_path / "architectures.yaml").unlink()

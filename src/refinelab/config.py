@@ -456,7 +456,9 @@ def read_config(params_path: str | Path = DEFAULT_PARAMS_FILE) -> dict[str, Any]
     for key, value in read_mapping(datasets_path).items():
         if key not in DATASETS_FILE_KEYS:
             raise ParamsError(f"{datasets_path}: {key}: unknown key; it holds {', '.join(DATASETS_FILE_KEYS)}")
-        if key == "data" and isinstance(value, dict) and isinstance(raw.get("data", {}), dict):
+        if key == "data" and not isinstance(value, dict):
+            raise ParamsError(f"{datasets_path}: data: expected a mapping of keys to values, got {json.dumps(value)}")
+        if key == "data" and isinstance(raw.get("data", {}), dict):
             if both := sorted(set(value) & set(raw.get("data", {}))):
                 raise ParamsError(f"data.{both[0]}: set in both {params_path} and {datasets_path}; keep one")
             config["data"] = {**raw.get("data", {}), **value}
