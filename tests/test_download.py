@@ -1,5 +1,6 @@
 import gzip
 import hashlib
+import os
 import shutil
 import tarfile
 
@@ -118,3 +119,63 @@ def test_fashion_mnist_from_a_mirror_dir(tmp_path, monkeypatch):
     labels.write_bytes(bytes(data))
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: checksum mismatch"):
         datasets.FASHION_MNIST.load()
+
+
+def test_a_url_without_a_checksum_is_downloaded_again_only_when_it_changed(tmp_path, caplog):
+    """Without a sha256 nothing pins the version: the cached copy is checked against the file's size
+    and date (a server's ETag/Last-Modified), so a replaced file is seen and an unchanged one not fetched."""
+    served = tmp_path / "served" / "labels.csv"
+    served.parent.mkdir()
+    served.write_text("a,0\n")
+    cache = tmp_path / "cache"
+    first, source = locate(served.as_uri(), cache_dir=cache)
+    assert first.read_text() == "a,0\n"
+
+    caplog.clear()
+    again, _ = locate(served.as_uri(), cache_dir=cache)
+    assert again == first and not any("downloading" in r.getMessage() for r in caplog.records)
+
+    served.write_text("a,0\nb,1\n")  # The publisher replaces the file.
+    os.utime(served, (served.stat().st_atime, served.stat().st_mtime + 5))
+    replaced, replaced_source = locate(served.as_uri(), cache_dir=cache)
+    assert replaced.read_text() == "a,0\nb,1\n"
+    assert replaced_source["sha256"] != source["sha256"]
+
+    served.unlink()  # Offline, or gone: the copy made before is used, with a warning.
+    caplog.clear()
+    offline, _ = locate(served.as_uri(), cache_dir=cache)
+    assert offline.read_text() == "a,0\nb,1\n"
+    assert any(r.levelname == "WARNING" and "downloaded before" in r.getMessage() for r in caplog.records)
+
+
+def test_a_url_never_downloaded_and_unreachable_is_an_error(tmp_path):
+    missing = (tmp_path / "nowhere.zip").as_uri()
+    with pytest.raises(DataError, match="could not download"):
+        locate(missing, cache_dir=tmp_path / "cache")
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
+
+
+def test_an_http_server_answering_not_modified_is_not_downloaded_again(tmp_path, caplog):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "labels.csv").write_text("a,0\n")
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append((self.headers.get("If-Modified-Since"), str(args[2])))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=served))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/labels.csv"
+        first, _ = locate(url, cache_dir=tmp_path / "cache")
+        again, _ = locate(url, cache_dir=tmp_path / "cache")
+    finally:
+        server.shutdown()
+    assert first == again and again.read_text() == "a,0\n"
+    assert requests[0] == (None, "200") and requests[1][0] is not None and requests[1][1] == "304"

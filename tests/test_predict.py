@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 
 from conftest import ROOT
 from refinelab.cli import main
+from refinelab.errors import DataError
 from refinelab.fileio import write_json
 
 CLASS_NAMES = ["top", "trouser", "bag", "boot"]
@@ -149,3 +150,9 @@ def test_help_of_the_command_and_each_subcommand():
     assert "IMAGE_OR_DIR" in subprocess.run(
         [sys.executable, "-m", "refinelab.cli", "predict", "--help"], capture_output=True, text=True, env=env, check=True
     ).stdout
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"")
+    with pytest.raises(DataError, match="params.json: missing"):
+        main(["--debug", "predict", "--model", str(tmp_path / "model.keras"), str(tmp_path)])

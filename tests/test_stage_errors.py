@@ -1,14 +1,17 @@
 """What a stage says when the machine, not the code, is at fault: one line, exit status 2, before the long work."""
 
 import errno
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT, write_prepared
-from refinelab.errors import DataError
+from conftest import ROOT, run, write_prepared
+from refinelab.errors import DataError, ParamsError
 from refinelab.fileio import ensure_writable
 from refinelab.stage import run_stage, stage_params
 
@@ -91,3 +94,66 @@ def test_a_stage_fails_if_its_params_change_while_it_runs(tmp_path, caplog, edit
     changed = "dropout" if edited == "params.yaml" else str(edited_file)
     assert f"params changed while the train stage ran ({changed})" in record.getMessage()
     assert "dvc exp run --queue" in record.getMessage()
+
+
+def test_debug_keeps_the_traceback_of_a_user_error(monkeypatch):
+    def main():
+        raise ParamsError("epochs: must be at least 1")
+
+    monkeypatch.setattr(sys, "argv", ["stages/train.py", "--debug"])
+    with pytest.raises(ParamsError, match="epochs"):
+        run_stage(main)
+    assert sys.argv == ["stages/train.py"]  # The stage's own parser never sees it.
+
+
+# A pipeline whose stage runs until the test lets it finish.
+WAITING_STAGE = """
+import pathlib, time
+from refinelab.stage import run_stage
+
+def main():
+    pathlib.Path("started").touch()
+    while not pathlib.Path("finish").exists():
+        time.sleep(0.1)
+    pathlib.Path("out.txt").write_text(pathlib.Path("params.yaml").read_text())
+
+run_stage(main)
+"""
+
+
+def test_a_second_workspace_run_is_refused_before_it_writes_its_values(tmp_path):
+    """DVC writes `-S` values into params.yaml before it finds the running stage's locks: the second
+    run must be refused before that, pointing to the queue, which still takes values meanwhile."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "config", "user.email", "test@example.com"], tmp_path)
+    run(["git", "config", "user.name", "refinelab tests"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path, env)
+    (tmp_path / "stage.py").write_text(WAITING_STAGE)
+    (tmp_path / "params.yaml").write_text("dropout: 0.3\nepochs: 4\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: python stage.py\n    params: [dropout, epochs]\n    outs: [out.txt]\n")
+    (tmp_path / ".gitignore").write_text("started\nfinish\n")
+    run(["git", "add", "-A"], tmp_path)
+    run(["git", "commit", "-qm", "pipeline"], tmp_path)
+
+    first = subprocess.Popen(["dvc", "exp", "run", "-S", "epochs=5"], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never started its stage"
+            time.sleep(0.1)
+        second = run(["dvc", "exp", "run", "-S", "dropout=0.45"], tmp_path, env, check=False)
+        assert second.returncode != 0
+        assert "dvc exp run --queue" in second.stdout + second.stderr
+        assert (tmp_path / "params.yaml").read_text() == "dropout: 0.3\nepochs: 5\n"
+        run(["dvc", "exp", "run", "--queue", "-S", "dropout=0.45"], tmp_path, env)
+    finally:
+        (tmp_path / "finish").touch()
+        output, _ = first.communicate(timeout=120)
+    assert first.returncode == 0, output
+    assert (tmp_path / "out.txt").read_text() == "dropout: 0.3\nepochs: 5\n"
+    assert "dropout: 0.3" in (tmp_path / "dvc.lock").read_text()
+    queued = run(["dvc", "queue", "status"], tmp_path, env).stdout
+    assert "Queued" in queued

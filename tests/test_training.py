@@ -201,3 +201,22 @@ def test_restored_best_epoch_is_what_the_summary_reports(tmp_path):
     assert live.summary["restored_epoch"] == 1
     assert live.summary["eval"]["loss"] == pytest.approx(history.history["val_loss"][0])
     assert live.summary["train"]["accuracy"] == pytest.approx(history.history["accuracy"][0])
+
+
+def test_a_saved_model_carries_no_save_time(tmp_path):
+    """The same training must give the same bytes, or dvc.lock changes when a run is repeated."""
+    import zipfile
+
+    import keras
+
+    from refinelab.training import ZIP_EPOCH, save_model
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+    save_model(model, tmp_path / "a" / "model.keras", {"seed": 1})
+    with zipfile.ZipFile(tmp_path / "a" / "model.keras") as archive:
+        assert {info.date_time for info in archive.infolist()} == {ZIP_EPOCH}
+        assert "date_saved" not in json.loads(archive.read("metadata.json"))
+    save_model(model, tmp_path / "b" / "model.keras", {"seed": 1})
+    assert (tmp_path / "a" / "model.keras").read_bytes() == (tmp_path / "b" / "model.keras").read_bytes()
+    reloaded = keras.models.load_model(tmp_path / "a" / "model.keras")
+    np.testing.assert_array_equal(reloaded.get_layer("dense").kernel.numpy(), model.get_layer("dense").kernel.numpy())

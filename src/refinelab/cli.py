@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from refinelab.errors import DataError, RefinelabError
-from refinelab.stage import setup_logging
+from refinelab.stage import debug_requested, setup_logging
 
 log = logging.getLogger("refinelab")
 
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(the pipeline itself runs with `dvc repro` / `dvc exp run`).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true",
+                        help="log debug messages and show the traceback of any error (also REFINELAB_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     predict_parser = commands.add_parser(
@@ -132,10 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    debug = args.debug or debug_requested()
+    setup_logging(logging.DEBUG if args.verbose or debug else logging.INFO)
     try:
         return args.handler(args)
     except RefinelabError as exc:
+        if debug:
+            raise
         log.error("%s", exc)
         return EXIT_USER_ERROR
 

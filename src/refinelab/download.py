@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -11,12 +13,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from refinelab.errors import DataError
-from refinelab.fileio import atomic_dir, atomic_path
+from refinelab.fileio import atomic_dir, atomic_path, write_json
 from refinelab.idx import read_bytes
 
 log = logging.getLogger(__name__)
@@ -65,13 +68,76 @@ def verify(path: Path, published: PublishedFile) -> None:
     )
 
 
-def copy_url(url: str, destination: Path) -> None:
-    log.info("downloading %s", url)
+# What a server says about a file's version: a copy downloaded without a checksum is reused only
+# while these stay the same (file:// URLs give the size and modification time).
+VALIDATORS = ("ETag", "Last-Modified", "Content-Length")
+
+
+@contextlib.contextmanager
+def open_url(url: str, known: dict[str, str] | None = None) -> Iterator[tuple[Any, dict[str, str]] | None]:
+    """Yield the response to ``url`` and its validators; with ``known`` validators, yield None when the
+    server says the file has not changed since."""
+    request = urllib.request.Request(url)
+    if known and url.startswith("http"):
+        for header, value in (("If-None-Match", known.get("ETag")), ("If-Modified-Since", known.get("Last-Modified"))):
+            if value:
+                request.add_header(header, value)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
-            shutil.copyfileobj(response, out, CHUNK)
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as exc:
+        if not (known and exc.code == 304):  # 304: Not Modified.
+            raise DataError(f"could not download {url}: {exc}") from None
+        yield None
+        return
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DataError(f"could not download {url}: {exc}") from None
+    with response:
+        validators = {name: response.headers[name] for name in VALIDATORS if response.headers.get(name)}
+        yield None if known and validators == known else (response, validators)
+
+
+def save_response(url: str, response: Any, destination: Path) -> None:
+    log.info("downloading %s", url)
+    try:
+        with open(destination, "wb") as out:
+            shutil.copyfileobj(response, out, CHUNK)
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise DataError(f"could not download {url}: {exc}") from None
+
+
+def copy_url(url: str, destination: Path) -> None:
+    with open_url(url) as (response, _):
+        save_response(url, response, destination)
+
+
+def download_unverified(url: str, path: Path) -> None:
+    """Keep ``path`` the current version of ``url``, which has no checksum to pin it: a cached copy is
+    checked against the server's validators (ETag, Last-Modified, size) and downloaded again if they
+    changed or are missing. If the server cannot be reached, the cached copy is used, with a warning."""
+    validators_file = path.with_name(path.name + ".validators.json")
+    known = None
+    if path.is_file() and validators_file.is_file():
+        with contextlib.suppress(ValueError):  # A damaged record only costs a download.
+            known = json.loads(validators_file.read_text())
+    try:
+        with open_url(url, known) as opened:
+            if opened is None:
+                log.info("%s: unchanged since downloaded (%s)", url, ", ".join(f"{k} {v}" for k, v in known.items()))
+                return
+            response, validators = opened
+            validators_file.unlink(missing_ok=True)  # Never beside a copy it does not describe.
+            with atomic_path(path) as temporary:
+                save_response(url, response, temporary)
+    except DataError as exc:
+        if known is None:
+            raise
+        log.warning("%s; using the copy downloaded before (give a sha256 to pin the version)", exc)
+        return
+    if validators:
+        write_json(validators_file, validators)
+    else:
+        log.warning("%s: the server gives no ETag, date or size, so it is downloaded on every prepare; "
+                    "give its sha256 to download it once", url)
 
 
 def download(url: str, destination: Path, published: PublishedFile) -> None:
@@ -167,7 +233,8 @@ def locate(location: str, sha256: str | None = None, cache_dir: Path | None = No
 
     ``location`` is a local file or folder (relative to the project root), or an ``https://``/``file://``
     URL. A URL is downloaded into the cache once, verified against ``sha256`` when given; a zip or tar
-    archive is extracted there (a single top-level folder in it is descended into).
+    archive is extracted there (a single top-level folder in it is descended into). Without a sha256 the
+    cached copy is re-validated with the server each time (see :func:`download_unverified`).
     """
     cache_dir = cache_dir or cache_root()
     source = {"location": location}
@@ -175,7 +242,9 @@ def locate(location: str, sha256: str | None = None, cache_dir: Path | None = No
         name = Path(urllib.parse.urlparse(location).path).name or "download"
         key = sha256.lower() if sha256 else hashlib.sha256(location.encode()).hexdigest()
         path = cache_dir / key[:32] / name
-        if not path.is_file():
+        if sha256 is None:
+            download_unverified(location, path)
+        elif not path.is_file():
             with atomic_path(path) as temporary:
                 copy_url(location, temporary)
                 verify_sha256(temporary, sha256, location)

@@ -50,17 +50,58 @@ def stage_params(params_file: str | Path, stage: str) -> Iterator[Params]:
         )
 
 
+# The experiment lock DVC takes before it writes `dvc exp run -S` values into the workspace (for a
+# workspace or --temp run; a --queue run takes another). DVC holds it only while it applies the values,
+# not while the stages run: a second `dvc exp run` would write its values under a running stage and fail
+# only after. A stage holds it while it runs, so that second run is refused before it writes anything.
+EXPERIMENT_LOCK_DIR = Path(".dvc", "tmp", "exps")
+WORKSPACE_RUN_LOCK = "refs/exps/stash"
+BUSY_MESSAGE = (
+    "a refinelab stage ({stage}) is running in this workspace; to try other values meanwhile, queue them with "
+    "`dvc exp run --queue -S ...` and run the queue once this run ends (`dvc queue start`)"
+)
+
+
+@contextlib.contextmanager
+def workspace_run_lock(stage: str) -> Iterator[None]:
+    """Hold DVC's workspace-run lock while the stage runs (nothing outside a DVC project)."""
+    if not EXPERIMENT_LOCK_DIR.parent.parent.is_dir():
+        yield
+        return
+    from dvc.fs import localfs
+    from dvc.rwlock import rwlock
+
+    EXPERIMENT_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    with rwlock(str(EXPERIMENT_LOCK_DIR.resolve()), localfs, BUSY_MESSAGE.format(stage=stage), [],
+                [WORKSPACE_RUN_LOCK], hardlink=False):
+        yield
+
+
+def debug_requested() -> bool:
+    """Whether REFINELAB_DEBUG asks for tracebacks of user errors too."""
+    return os.environ.get("REFINELAB_DEBUG", "") not in ("", "0")
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's ``main``; a user error, or a full disk or unwritable folder, exits with status 2
-    and one line naming its cause (any other exception is a bug and keeps its traceback)."""
-    setup_logging()
+    and one line naming its cause (any other exception is a bug and keeps its traceback).
+
+    ``--debug`` on the command line (or REFINELAB_DEBUG=1) keeps the traceback of user errors too.
+    """
+    debug = "--debug" in sys.argv or debug_requested()
+    if "--debug" in sys.argv:
+        sys.argv.remove("--debug")
+    setup_logging(logging.DEBUG if debug else logging.INFO)
     try:
-        main()
+        with workspace_run_lock(Path(sys.argv[0]).stem):
+            main()
     except RefinelabError as exc:
+        if debug:
+            raise
         log.error("%s", exc)
         sys.exit(2)
     except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+        if debug or exc.errno not in ENVIRONMENT_ERRNOS:
             raise
         log.error("%s: %s", exc.filename or "writing the stage's output", exc.strerror)
         sys.exit(2)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,9 +358,31 @@ def resolved_params(params: Params, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What Keras stamps on a saved model besides the model: the time, in its metadata and in the zip entries.
+KERAS_METADATA = "metadata.json"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def drop_save_time(archive: Path) -> None:
+    """Rewrite a .keras archive without its save time, so that the same training gives the same bytes
+    (and `dvc.lock` does not change when a run is repeated)."""
+    with zipfile.ZipFile(archive) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(archive, "w") as target:
+        for info, content in entries:
+            if info.filename == KERAS_METADATA:
+                metadata = json.loads(content)
+                metadata.pop("date_saved", None)
+                content = json.dumps(metadata).encode()
+            stable = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            stable.compress_type, stable.external_attr = info.compress_type, info.external_attr
+            target.writestr(stable, content)
+
+
 def save_model(model: keras.Model, model_path: str | Path, resolved: dict[str, Any]) -> None:
     model_path = Path(model_path)
     with atomic_path(model_path) as temporary:
         model.save(temporary)
+        drop_save_time(temporary)
     write_json(model_path.parent / RESOLVED_PARAMS_FILE, resolved)
     log.info("saved %s", model_path)
