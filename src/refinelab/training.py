@@ -358,14 +358,27 @@ def resolved_params(params: Params, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# What Keras stamps on a saved model besides the model: the time, in its metadata and in the zip entries.
+# What Keras stamps on a saved model besides the model: the time (in its metadata and the zip entries)
+# and the memory addresses of shared objects (ids in its config).
 KERAS_METADATA = "metadata.json"
+KERAS_CONFIG = "config.json"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-def drop_save_time(archive: Path) -> None:
-    """Rewrite a .keras archive without its save time, so that the same training gives the same bytes
-    (and `dvc.lock` does not change when a run is repeated)."""
+def renumber_shared_objects(node: Any, numbers: dict[int, int]) -> Any:
+    """The config with each ``shared_object_id`` (an ``id()``) replaced by its order of appearance,
+    which keeps what is shared with what."""
+    if isinstance(node, dict):
+        return {key: numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id"
+                else renumber_shared_objects(value, numbers) for key, value in node.items()}
+    if isinstance(node, list):
+        return [renumber_shared_objects(item, numbers) for item in node]
+    return node
+
+
+def make_reproducible(archive: Path) -> None:
+    """Rewrite a .keras archive without its save time and memory addresses, so that the same training
+    gives the same bytes (and `dvc.lock` does not change when a run is repeated)."""
     with zipfile.ZipFile(archive) as source:
         entries = [(info, source.read(info)) for info in source.infolist()]
     with zipfile.ZipFile(archive, "w") as target:
@@ -374,6 +387,8 @@ def drop_save_time(archive: Path) -> None:
                 metadata = json.loads(content)
                 metadata.pop("date_saved", None)
                 content = json.dumps(metadata).encode()
+            elif info.filename == KERAS_CONFIG:
+                content = json.dumps(renumber_shared_objects(json.loads(content), {})).encode()
             stable = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
             stable.compress_type, stable.external_attr = info.compress_type, info.external_attr
             target.writestr(stable, content)
@@ -383,6 +398,6 @@ def save_model(model: keras.Model, model_path: str | Path, resolved: dict[str, A
     model_path = Path(model_path)
     with atomic_path(model_path) as temporary:
         model.save(temporary)
-        drop_save_time(temporary)
+        make_reproducible(temporary)
     write_json(model_path.parent / RESOLVED_PARAMS_FILE, resolved)
     log.info("saved %s", model_path)
