@@ -8,6 +8,14 @@ BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
+# Where `nvidia-smi -L` lists a GPU, TensorFlow with CUDA (the same version, `tensorflow[and-cuda]`) replaces
+# the CPU build, which would leave the GPU idle. Both provide the `tensorflow` module: the CPU build is
+# removed first so that no file of one is left in the other (pip check then names tensorflow-cpu missing).
+GPU := $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo yes)
+TF_VERSION := $(shell sed -n 's/^tensorflow_cpu==//p' requirements.lock)
+# One stamp per flavour: a GPU that appears later gets its TensorFlow at the next make.
+INSTALLED := $(VENV)/.installed$(if $(GPU),-gpu)
+
 .PHONY: run test report setup dataset repo clean-venv
 # The revision `make report` compares the workspace with (CI passes the pull request's base branch).
 BASE ?= main
@@ -24,12 +32,18 @@ test: setup dataset
 report:
 	$(BIN)/python -m refinelab report --base $(BASE) --output report.md --print
 
-setup: $(VENV)/.installed
+setup: $(INSTALLED)
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(INSTALLED): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+ifeq ($(GPU),yes)
+	@echo "nvidia-smi lists a GPU: installing tensorflow[and-cuda]==$(TF_VERSION) in place of tensorflow-cpu"
+	$(BIN)/python -m pip uninstall --quiet -y tensorflow-cpu tensorflow
+	$(BIN)/python -m pip install --quiet 'tensorflow[and-cuda]==$(TF_VERSION)'
+	$(BIN)/python -c 'import tensorflow as tf; print("TensorFlow sees", tf.config.list_physical_devices("GPU") or "no GPU")'
+endif
 	touch $@
 
 # Fashion-MNIST from Debian's package when apt is usable; otherwise prepare downloads it (verified).
