@@ -16,7 +16,7 @@ TF_VERSION := $(shell sed -n 's/^tensorflow_cpu==//p' requirements.lock)
 # One stamp per flavour: a GPU that appears later gets its TensorFlow at the next make.
 INSTALLED := $(VENV)/.installed$(if $(GPU),-gpu)
 
-.PHONY: run test report setup dataset repo clean-venv
+.PHONY: run test bench report setup dataset repo clean-venv
 # The revision `make report` compares the workspace with (CI passes the pull request's base branch).
 BASE ?= main
 
@@ -26,6 +26,11 @@ run: setup dataset repo
 
 test: setup dataset
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# refinelab against a bare-Keras peer and the tutorial/best presets, in one run: benchmarks/results/*.json
+# and the table in BENCHMARKS.md (about an hour on 2 CPU cores). `make test` runs its --quick mode.
+bench: setup dataset
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 # The pull-request report: params and metrics diff against $(BASE) and the figures, as Markdown in
 # report.md (PNG beside it). The GitHub Actions workflow posts exactly this file. Run after `make run`.

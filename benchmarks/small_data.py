@@ -83,7 +83,6 @@ def run_pipeline(params: dict, workdir: Path) -> dict:
         seconds[stage] = round(time.perf_counter() - started, 1)
         if result.returncode != 0:
             return {"error": f"{stage}: {result.stderr.strip().splitlines()[-1]}", "seconds": seconds}
-    evaluation = json.loads((workdir / "metrics/evaluate.json").read_text())
     details = json.loads((workdir / "metrics/test_details.json").read_text())
     resolved = json.loads((workdir / "models/params.json").read_text())
     return {

@@ -71,6 +71,29 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     # A second experiment: the table of a small study (model x dropout) stays readable.
     run(["dvc", "exp", "run", "-S", "model=smaller", "-S", "dropout=0.25"], project, env=project_env)
     assert_the_experiment_table_fits_a_screen(project, project_env)
+    assert_results_travel_through_a_remote(project, project_env)
+
+
+def assert_results_travel_through_a_remote(project, project_env):
+    """A team shares through a git remote and a DVC remote (a folder here; S3, GCS or SSH alike): a
+    fresh clone pulls data, model and run-cache, has nothing to re-run, and pulls an experiment."""
+    git_remote, dvc_remote, fresh = (project.parent / name for name in ("origin.git", "dvc-remote", "fresh"))
+    run(["git", "init", "-q", "--bare", str(git_remote)], project)
+    run(["git", "remote", "add", "origin", str(git_remote)], project)
+    run(["dvc", "remote", "add", "-d", "shared", str(dvc_remote)], project, env=project_env)
+    run(["git", "commit", "-qm", "shared DVC remote", ".dvc/config"], project)
+    run(["git", "push", "-q", "origin", "HEAD:main"], project)
+    run(["dvc", "push", "--all-commits", "--run-cache"], project, env=project_env)
+    run(["dvc", "exp", "push", "origin", "dropout-25"], project, env=project_env)
+
+    run(["git", "clone", "-q", "--branch", "main", str(git_remote), str(fresh)], project)
+    run(["dvc", "pull"], fresh, env=project_env)
+    assert (fresh / "models/model.keras").is_file() and (fresh / "data/prepared/meta.json").is_file()
+    repro = run(["dvc", "repro"], fresh, env=project_env).stdout
+    assert "Running stage" not in repro, repro
+    run(["dvc", "exp", "pull", "origin", "dropout-25"], fresh, env=project_env)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], fresh, env=project_env).stdout)
+    assert "dropout-25" in {exp.get("name") for commit in shown for exp in commit.get("experiments") or []}
 
 
 def assert_the_experiment_table_fits_a_screen(project, project_env):

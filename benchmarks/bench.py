@@ -1,0 +1,272 @@
+"""`make bench`: refinelab against a bare-Keras peer, side by side, in one run on one machine.
+
+Wall times differ ~2.5x between machines of this project, so the table leads with ratios to the peer
+measured in the same run; absolute figures follow, with the machine named. Entries:
+
+- ``keras_peer``: bare Keras, no refinelab code: the default run's architecture (cloned from its saved
+  model, fresh weights), its prepared arrays loaded into memory, ``tf.data`` from them, ``model.fit``
+  with the same batch size, epochs, optimizer and schedule, then ``model.evaluate`` on the test split.
+- ``refinelab_default``: ``dvc repro`` of the committed params.yaml in a fresh copy of the project.
+- ``tutorial_cnn``: the seed tutorial CNN (``-S model=cnn -S epochs=15``), a ``dvc exp run`` in the same copy.
+- ``best_preset``: the strongest preset measured so far (``BEST_PRESET``), also a ``dvc exp run``.
+
+Every stage's wall time and peak RSS are taken by a stand-in ``python`` on the PATH that the stage
+commands of dvc.yaml run through. Results go to ``benchmarks/results/<time>.json`` and the table to
+BENCHMARKS.md. ``--quick`` (scikit-learn's digits, 1 epoch, the default and the peer only: under a
+minute) checks that this script works and writes only under ``--out``; ``make test`` runs it.
+
+    python benchmarks/bench.py             # the full benchmark (Fashion-MNIST; about an hour on 2 cores)
+    python benchmarks/bench.py --quick --out /tmp/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = ("keras_peer", "refinelab_default", "tutorial_cnn", "best_preset")
+TUTORIAL_CNN = ["model=cnn", "epochs=15"]
+# The candidate for the strongest preset on Fashion-MNIST, with its schedule (see BENCHMARKS.md).
+BEST_PRESET = ["model=resnet_small", "epochs=8", "train.label_smoothing=0.1"]
+# --quick: the offline digits set (made 28x28, as the tutorial CNN's valid convolutions need) and one epoch.
+QUICK = ["dataset=digits", "data.image_size=[28,28]", "epochs=1"]
+
+# The stand-in `python` that stage commands run through: the real one as a child, then one JSON line
+# with the stage's wall time and the peak RSS of its process tree.
+STAGE_PROBE = textwrap.dedent("""\
+    #!{python}
+    import json, os, resource, subprocess, sys, time
+    started = time.perf_counter()
+    status = subprocess.call([{python!r}, *sys.argv[1:]])
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with open(os.environ["REFINELAB_BENCH_LOG"], "a") as log:
+        log.write(json.dumps({{"argv": sys.argv[1:], "seconds": seconds, "peak_rss_mb": peak_mb}}) + "\\n")
+    sys.exit(status)
+""")
+
+
+def machine() -> dict[str, str | int | None]:
+    """What the figures were measured on."""
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "backend": keras.backend.backend(),
+            "gpu": ", ".join(gpus) or None}
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+                           f"{result.stderr[-3000:]}")
+
+
+def project_copy(destination: Path) -> Path:
+    """The project's committed files and params in a fresh git + DVC repository."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in listed:
+        source = ROOT / name
+        if source.is_file() and not name.startswith(("metrics/", "benchmarks/results/")) and name != "dvc.lock":
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    run(["git", "init", "-q"], destination)
+    run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "add", "-A"], destination)
+    run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"], destination)
+    if not (destination / ".dvc").is_dir():
+        run([sys.executable, "-m", "dvc", "init", "-q"], destination)
+    return destination
+
+
+def exp_run(*assignment_lists: list[str]) -> list[str]:
+    """`exp run` with the assignments as -S options, a later list's value of a key winning."""
+    assignments = {}
+    for assignment in (item for items in assignment_lists for item in items):
+        key, value = assignment.split("=", 1)
+        assignments[key] = value
+    return ["exp", "run", *(option for key, value in assignments.items() for option in ("-S", f"{key}={value}"))]
+
+
+def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
+    """Run ``command`` (dvc repro / dvc exp run) in ``project``; its stages' times and peak RSS and its
+    results."""
+    probe_dir = project.parent / "probe-bin"
+    probe_dir.mkdir(exist_ok=True)
+    probe = probe_dir / "python"
+    probe.write_text(STAGE_PROBE.format(python=sys.executable))
+    probe.chmod(0o755)
+    log.unlink(missing_ok=True)
+    env = dict(os.environ, PATH=f"{probe_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=str(project / "src"), REFINELAB_BENCH_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="2")
+    started = time.perf_counter()
+    run([sys.executable, "-m", "dvc", *command], project, env)
+    wall = time.perf_counter() - started
+    stages = {}
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        stages[Path(record["argv"][0]).stem] = {"seconds": round(record["seconds"], 1),
+                                               "peak_rss_mb": round(record["peak_rss_mb"])}
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    resolved = json.loads((project / "models/params.json").read_text())
+    train_seconds = json.loads((project / "metrics/timing.json").read_text())["train_time"]
+    epochs_run = len((project / "metrics/train/plots/metrics/train/loss.tsv").read_text().splitlines()) - 1
+    return {
+        "command": "dvc " + " ".join(command),
+        "wall_seconds": round(wall, 1),
+        "train_seconds": train_seconds,
+        "train_images_per_second": round(resolved["training"]["train_images"] * epochs_run / train_seconds, 1),
+        "epochs": epochs_run,
+        "batch_size": resolved["batch_size"],
+        "test_accuracy": evaluation["accuracy"],
+        "peak_rss_mb": max(stage["peak_rss_mb"] for stage in stages.values()),
+        "stages": stages,
+    }
+
+
+def keras_peer(project: Path) -> dict:
+    """Bare Keras on the default run's data and architecture (run in its own process by main)."""
+    started = time.perf_counter()
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    resolved = json.loads((project / "models/params.json").read_text())
+    prepared = project / "data/prepared"
+    arrays = {split: (np.load(prepared / f"{split}_images.npy"), np.load(prepared / f"{split}_labels.npy"))
+              for split in ("train", "validation", "test")}
+    keras.utils.set_random_seed(resolved["seed"])
+    model = keras.models.clone_model(keras.models.load_model(project / "models/model.keras", compile=False))
+    batch_size, epochs = resolved["batch_size"], resolved["epochs"]
+
+    def dataset(split: str, shuffle: bool) -> tf.data.Dataset:
+        images, labels = arrays[split]
+        data = tf.data.Dataset.from_tensor_slices((images, labels))
+        if shuffle:
+            data = data.shuffle(len(labels), seed=resolved["seed"], reshuffle_each_iteration=True)
+        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    steps = -(-len(arrays["train"][1]) // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(resolved["learning_rate"], decay_steps=steps * epochs)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    fit_started = time.perf_counter()
+    model.fit(dataset("train", True), validation_data=dataset("validation", False), epochs=epochs, verbose=0)
+    train_seconds = time.perf_counter() - fit_started
+    _, accuracy = model.evaluate(dataset("test", False), verbose=0)
+    import resource
+
+    return {
+        "command": "keras: clone_model + tf.data from memory + model.fit",
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(train_seconds, 1),
+        "train_images_per_second": round(len(arrays["train"][1]) * epochs / train_seconds, 1),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "test_accuracy": round(float(accuracy), 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def with_ratios(results: dict[str, dict]) -> dict[str, dict]:
+    peer = results["keras_peer"]
+    for entry in results.values():
+        entry["wall_vs_peer"] = round(entry["wall_seconds"] / peer["wall_seconds"], 2)
+        entry["train_speed_vs_peer"] = round(entry["train_images_per_second"] / peer["train_images_per_second"], 3)
+    return results
+
+
+def table(report: dict) -> str:
+    lines = [
+        "| entry | wall time ÷ peer's | training images/s ÷ peer's | test accuracy | wall s | train s | "
+        "training images/s | epochs | batch | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in report["results"].items():
+        lines.append(
+            f"| {name} | {entry['wall_vs_peer']:.2f} | {entry['train_speed_vs_peer']:.3f} | "
+            f"{entry['test_accuracy']:.4f} | {entry['wall_seconds']:.0f} | {entry['train_seconds']:.0f} | "
+            f"{entry['train_images_per_second']:.0f} | {entry['epochs']} | {entry['batch_size']} | "
+            f"{entry['peak_rss_mb']} |"
+        )
+    stages = report["results"]["refinelab_default"]["stages"]
+    lines += ["", "refinelab_default per stage (wall s / peak RSS MB): "
+              + ", ".join(f"{name} {s['seconds']:.0f} / {s['peak_rss_mb']}" for name, s in stages.items())]
+    found = report["machine"]
+    lines += ["", f"Machine: {found['cpu']}, {found['cores']} cores, GPU: {found['gpu'] or 'none'}; Python "
+              f"{found['python']}, TensorFlow {found['tensorflow']}, Keras {found['keras']} ({found['backend']} "
+              f"backend). {report['mode']} run of {report['date']}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, report: dict) -> None:
+    """Replace the generated table in ``path`` (between its markers), keeping the text around it."""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    path.write_text(f"{before}{start}\n{table(report)}{end}{after}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="digits, 1 epoch: checks the script in seconds")
+    parser.add_argument("--out", type=Path, help="where results and the table go (default: benchmarks/results "
+                        "and BENCHMARKS.md; with --quick, a temporary folder)")
+    parser.add_argument("--entries", nargs="+", choices=ENTRIES[2:], help="which of the presets to run besides "
+                        "the default and the peer (default: all of them, none with --quick)")
+    parser.add_argument("--peer-of", type=Path, help=argparse.SUPPRESS)  # Internal: the peer's own process.
+    args = parser.parse_args()
+    if args.peer_of:
+        print(json.dumps(keras_peer(args.peer_of)))
+        return
+
+    overrides = QUICK if args.quick else []
+    presets = args.entries if args.entries is not None else ([] if args.quick else list(ENTRIES[2:]))
+    out = args.out or (Path(tempfile.mkdtemp(prefix="refinelab-bench-")) if args.quick else None)
+    with tempfile.TemporaryDirectory(prefix="refinelab-bench-") as scratch:
+        project = project_copy(Path(scratch) / "project")
+        log = Path(scratch) / "stages.jsonl"
+        results = {}
+        # The default run first: the peer trains on its prepared arrays and its architecture.
+        results["refinelab_default"] = pipeline_run(project, exp_run(overrides) if overrides else ["repro"], log)
+        print(f"refinelab_default: {json.dumps(results['refinelab_default'])}", flush=True)
+        peer = subprocess.run([sys.executable, __file__, "--peer-of", str(project)], capture_output=True, text=True,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        if peer.returncode != 0:
+            raise RuntimeError(f"the Keras peer failed:\n{peer.stderr[-3000:]}")
+        results["keras_peer"] = json.loads(peer.stdout.strip().splitlines()[-1])
+        print(f"keras_peer: {json.dumps(results['keras_peer'])}", flush=True)
+        for name, changes in (("tutorial_cnn", TUTORIAL_CNN), ("best_preset", BEST_PRESET)):
+            if name in presets:
+                results[name] = pipeline_run(project, exp_run(changes, overrides), log)
+                print(f"{name}: {json.dumps(results[name])}", flush=True)
+    report = {"mode": "quick" if args.quick else "full", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "machine": machine(), "results": with_ratios(results)}
+    results_dir = out or ROOT / "benchmarks" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{report['date'].replace(':', '')}-{report['mode']}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_markdown((out / "BENCHMARKS.md") if out else ROOT / "BENCHMARKS.md", report)
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
