@@ -60,6 +60,21 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def search(args: argparse.Namespace) -> int:
+    from refinelab.compare import dvc
+    from refinelab.config import read_config
+    from refinelab.search import DvcRunner, load_space, propose, run_study, summary
+
+    dimensions = load_space(args.space)
+    proposals = propose(dimensions, args.strategy, args.trials, args.seed)
+    epochs = args.epochs or read_config(Path(args.repo) / "params.yaml")["epochs"]
+    log.info("study %s: %d trials (%s, seed %d), up to %d epochs", args.name, len(proposals), args.strategy,
+             args.seed, epochs)
+    trials = run_study(args.name, proposals, DvcRunner(Path(args.repo), dvc), epochs, eta=args.halving, jobs=args.jobs)
+    print(summary(trials))
+    return 0 if any(trial.validation_accuracy is not None for trial in trials) else EXIT_USER_ERROR
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -129,6 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     report_parser.add_argument("--print", action="store_true", help="also print the Markdown")
     report_parser.add_argument("--repo", default=".", help="the DVC project (default: the current folder)")
     report_parser.set_defaults(handler=report)
+    search_parser = commands.add_parser(
+        "search",
+        help="search hyperparameters: every trial a DVC experiment, run by DVC's queue",
+        description="Propose trials from a search space (YAML: params key -> {choice: [...]} | {uniform: [lo, hi]} | "
+        "{loguniform: [lo, hi]} | {int: [lo, hi]}), queue each as `dvc exp run --queue -S ...` named "
+        "<name>-<trial>-e<epochs>, run them with `dvc exp run --run-all --jobs N`, and print them by validation "
+        "accuracy with the command that keeps the best. With --halving ETA, successive halving: all trials for a "
+        "small number of epochs, the best 1/ETA by validation accuracy continue with ETA times the epochs.",
+    )
+    search_parser.add_argument("space", help="the search space, a YAML file")
+    search_parser.add_argument("--name", required=True, help="the study's name, the start of every trial's name")
+    search_parser.add_argument("--strategy", choices=("grid", "random"), default="random",
+                               help="every combination, or random draws (default: %(default)s)")
+    search_parser.add_argument("--trials", type=positive_int, help="how many trials (random: required; grid: the first N)")
+    search_parser.add_argument("--seed", type=int, default=0, help="the same seed proposes the same trials (default: 0)")
+    search_parser.add_argument("--epochs", type=positive_int,
+                               help="each finalist's epochs (default: params.yaml's epochs)")
+    search_parser.add_argument("--halving", type=positive_int, default=1, metavar="ETA",
+                               help="successive halving: keep the best 1/ETA per rung (default: 1, no halving)")
+    search_parser.add_argument("--jobs", type=positive_int, default=1, help="trials run at once (default: 1)")
+    search_parser.add_argument("--repo", default=".", help="the DVC project (default: the current folder)")
+    search_parser.set_defaults(handler=search)
     return parser
 
 
