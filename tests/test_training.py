@@ -103,6 +103,42 @@ def test_two_phase_fine_tuning_uses_the_base_learning_rate(tmp_path, pretrained,
     # Adam moves each weight by about the learning rate per step: 0.01 for the base, or 1e-9.
     assert (change > 1e-3) if moves else (change < 1e-6), change
     assert metrics["step"] == 1  # Two epochs, one dvclive run: the fine-tune phase continues the steps.
+    # The two rates are the saved optimizer's own config: the model reloads with them.
+    from refinelab.models import load_trained_model
+
+    optimizer = load_trained_model(tmp_path / "run" / "model.keras").optimizer
+    if base_learning_rate is None:
+        assert type(optimizer).__name__ == "Adam"
+    else:
+        assert type(optimizer).__name__ == "PerLayerRateAdam"
+        base_paths = {variable.path for variable in reloaded_base_variables(tmp_path / "run" / "model.keras")}
+        assert set(optimizer.rate_multipliers) == base_paths
+        assert all(factor == pytest.approx(base_learning_rate / 0.01) for factor in optimizer.rate_multipliers.values())
+
+
+def reloaded_base_variables(model_path):
+    from refinelab.models import load_trained_model, transfer_base
+
+    return transfer_base(load_trained_model(model_path)).trainable_variables
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
+def test_per_layer_rates_scale_only_the_named_layers_variables(kind):
+    """One step of each optimizer with the base's rate at 0: the base stays, the head moves."""
+    import keras
+
+    from refinelab.optimizers import make_optimizer
+
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="inner")], name="base")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(base(inputs)))
+    train = tiny_params(train={"optimizer": kind, "weight_decay": 0.01 if kind == "adamw" else 0.0}).train
+    optimizer = make_optimizer(train, 0.1, {variable.path: 0.0 for variable in base.trainable_variables})
+    model.compile(optimizer=optimizer, loss="mse")
+    before = [variable.numpy().copy() for variable in model.trainable_variables]
+    model.train_on_batch(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"))
+    moved = {variable.path: not np.allclose(variable.numpy(), old) for variable, old in zip(model.trainable_variables, before)}
+    assert moved == {"base/inner/kernel": False, "base/inner/bias": False, "head/kernel": True, "head/bias": True}
 
 
 def test_training_knobs_reach_the_saved_model(tmp_path):

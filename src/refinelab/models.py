@@ -26,6 +26,7 @@ from keras import layers
 
 from refinelab.config import ArchitectureSpec, CNNSpec, MLPSpec, ResidualCNNSpec, TransferSpec
 from refinelab.errors import DataError, ParamsError
+from refinelab.optimizers import CUSTOM_OBJECTS
 from refinelab.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def load_trained_model(path: str | Path, compile: bool = True) -> keras.Model:
         # Keras itself would report this as "File not found".
         raise DataError(f"{path}: not a Keras model file (a .keras file is a zip archive; this one is not)")
     try:
-        return keras.models.load_model(path, compile=compile)
+        return keras.models.load_model(path, compile=compile, custom_objects=CUSTOM_OBJECTS)
     except Exception as exc:  # Keras raises many types here (zip, HDF5, JSON, deserialization errors).
         raise DataError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})") from None
 

@@ -7,7 +7,6 @@ import logging
 import math
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
 from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
-from refinelab.registry import Registry
+from refinelab.optimizers import make_optimizer
 from refinelab.resume import TrainingBackup, data_identity
 
 log = logging.getLogger(__name__)
@@ -66,47 +65,6 @@ def learning_rate(
         decay_steps = (epochs or params.epochs) * steps_per_epoch
         return keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=decay_steps)
     return params.learning_rate
-
-
-OptimizerBuilder = Callable[..., keras.optimizers.Optimizer]
-OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
-
-
-@OPTIMIZERS.register("adam")
-def adam(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(rate, weight_decay=train.weight_decay or None, **common)
-
-
-@OPTIMIZERS.register("adamw")
-def adamw(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
-    return keras.optimizers.AdamW(rate, weight_decay=train.weight_decay, **common)
-
-
-@OPTIMIZERS.register("sgd")
-def sgd(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
-    return keras.optimizers.SGD(
-        rate, momentum=train.momentum, weight_decay=train.weight_decay or None, **common
-    )
-
-
-def make_optimizer(train: TrainParams, rate) -> keras.optimizers.Optimizer:
-    return OPTIMIZERS.get(train.optimizer)(train, rate, clipnorm=train.clipnorm)
-
-
-def scale_learning_rate(optimizer: keras.optimizers.Optimizer, variables, factor: float) -> None:
-    """Multiply the learning rate of ``variables`` (a transfer base's) by ``factor`` in ``optimizer``.
-
-    Keras optimizers have one learning rate; this wraps the instance's per-variable update, so
-    the optimizer saved with the model stays a plain Keras one that any Keras can load.
-    """
-    # The TensorFlow backend hands update_step the backing tf.Variable: match either.
-    scaled = {id(ref) for variable in variables for ref in (variable, getattr(variable, "value", variable))}
-    update_step = optimizer.update_step
-
-    def scaled_update_step(gradient, variable, rate):
-        return update_step(gradient, variable, rate * factor if id(variable) in scaled else rate)
-
-    optimizer.update_step = scaled_update_step
 
 
 def make_loss(train: TrainParams) -> keras.losses.Loss:
@@ -218,10 +176,12 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
     if base is not None:
         base.trainable = True
         freeze_base(base, params.architecture, everything=phase.base_frozen)
-    optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first))
     base_rate = getattr(params.architecture, "base_learning_rate", None)
+    multipliers = None
     if base is not None and base_rate is not None and not phase.base_frozen:
-        scale_learning_rate(optimizer, base.trainable_variables, base_rate / params.learning_rate)
+        multipliers = {variable.path: base_rate / params.learning_rate for variable in base.trainable_variables}
+    optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first),
+                               multipliers)
     model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"])
 
 
