@@ -266,3 +266,12 @@ save_model(model, sys.argv[1], {"seed": 0})
     import keras
     reloaded = keras.models.load_model(tmp_path / "a" / "model.keras")
     assert reloaded.predict(np.ones((1, 4)), verbose=0).shape == (1, 2)
+
+
+def test_a_bad_thread_count_is_named(monkeypatch):
+    from refinelab.errors import ParamsError
+    from refinelab.training import limit_threads
+
+    monkeypatch.setenv("REFINELAB_THREADS", "two")
+    with pytest.raises(ParamsError, match="REFINELAB_THREADS='two'"):
+        limit_threads()

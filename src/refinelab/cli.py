@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def report(args: argparse.Namespace) -> int:
 
 def search(args: argparse.Namespace) -> int:
     from refinelab.compare import dvc
-    from refinelab.config import read_config
+    from refinelab.config import THREADS_ENV, read_config
     from refinelab.search import DvcRunner, load_space, propose, run_study, summary
 
     dimensions = load_space(args.space)
@@ -70,6 +71,8 @@ def search(args: argparse.Namespace) -> int:
     epochs = args.epochs or read_config(Path(args.repo) / "params.yaml")["epochs"]
     log.info("study %s: %d trials (%s, seed %d), up to %d epochs", args.name, len(proposals), args.strategy,
              args.seed, epochs)
+    if args.jobs > 1:  # Workers share the cores instead of each taking all of them.
+        os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // args.jobs)))
     trials = run_study(args.name, proposals, DvcRunner(Path(args.repo), dvc), epochs, eta=args.halving, jobs=args.jobs)
     print(summary(trials))
     return 0 if any(trial.validation_accuracy is not None for trial in trials) else EXIT_USER_ERROR

@@ -130,6 +130,9 @@ class AugmentParams(StrictModel):
 # The plateau schedule's fixed shape: halve the learning rate after 2 epochs without a better validation loss.
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 2
+# Threads TensorFlow may use in train (intra- and inter-op): cores / workers when DVC queue workers share a
+# machine (`refinelab search --jobs N` sets it). An environment knob, not a param: it changes no result.
+THREADS_ENV = "REFINELAB_THREADS"
 
 
 class TrainParams(StrictModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import zipfile
 from dataclasses import dataclass
@@ -21,12 +22,13 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab import batch_norm, health
 from refinelab.augmentation import online_augmenter
-from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, Params, TrainParams
+from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, THREADS_ENV, Params, TrainParams
+from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
+from refinelab.optimizers import make_optimizer
 from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
-from refinelab.optimizers import make_optimizer
 from refinelab.resume import TrainingBackup, data_identity
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,18 @@ log = logging.getLogger(__name__)
 # batch_size: auto is the largest power of two in this range that leaves AUTO_MIN_STEPS steps per epoch.
 AUTO_BATCH_RANGE = (8, 128)
 AUTO_MIN_STEPS = 50
+
+
+def limit_threads() -> None:
+    """Apply $REFINELAB_THREADS; it must come before TensorFlow runs its first op."""
+    threads = os.environ.get(THREADS_ENV)
+    if not threads:
+        return
+    if not threads.isdigit() or int(threads) < 1:
+        raise ParamsError(f"{THREADS_ENV}={threads!r}: expected a number of threads, at least 1")
+    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    log.info("TensorFlow limited to %s threads (%s)", threads, THREADS_ENV)
 
 
 def seed_everything(seed: int) -> None:
@@ -194,6 +208,7 @@ def train(
 
     Wall time and throughput go to ``timing_path``, apart from every output DVC records, so that
     the same params give the same dvc.lock."""
+    limit_threads()
     seed_everything(params.seed)
     meta = load_meta(prepared_dir)
     num_classes = len(meta["class_names"])
