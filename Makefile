@@ -24,8 +24,11 @@ run: setup dataset repo
 	$(BIN)/dvc repro
 	@$(BIN)/python -c 'import json; m = json.load(open("metrics/evaluate.json")); h = json.load(open("metrics/test_details.json"))["health"]; print("test accuracy: {:.4f} (train-test gap {:+.4f}); health: {}".format(m["accuracy"], m["gap"], ",".join(h) or "ok"))'
 
+# The suite runs on every core (pytest-xdist): most tests wait on subprocesses (dvc, stage scripts).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: setup dataset
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # refinelab against a bare-Keras peer and the tutorial/best presets, in one run: benchmarks/results/*.json
 # and the table in BENCHMARKS.md (about an hour on 2 CPU cores). `make test` runs its --quick mode.

@@ -22,6 +22,7 @@ from ruamel.yaml import YAML, YAMLError
 from refinelab.errors import ParamsError
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
+DISTRIBUTE_STRATEGIES = ("none", "mirrored")
 
 
 class StrictModel(BaseModel):
@@ -152,6 +153,21 @@ class TrainParams(StrictModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # none | balanced: weight each class by n_samples / (n_classes * its count) (scikit-learn's "balanced").
     class_weight: Literal["none", "balanced"] = "none"
+    # none | mirrored: one model replica per GPU of this machine (per logical CPU device where there is
+    # no GPU), gradients summed across replicas each step; batch_size is the global batch.
+    distribute: str = "none"
+
+    @field_validator("distribute")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value == "multi_worker":
+            raise ValueError(
+                "multi_worker is not supported: Keras 3's model.fit fails under TensorFlow's "
+                "MultiWorkerMirroredStrategy (keras-team/keras#20585); use mirrored for the GPUs of one machine"
+            )
+        if value not in DISTRIBUTE_STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; valid: {', '.join(DISTRIBUTE_STRATEGIES)}")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:

@@ -81,6 +81,15 @@ def learning_rate(
     return params.learning_rate
 
 
+def distribution_strategy(train: TrainParams) -> tf.distribute.Strategy:
+    """TensorFlow's default (one device) or a MirroredStrategy over this machine's GPUs, or over its
+    logical CPU devices where there is no GPU (one unless configured: that is how it is tested)."""
+    if train.distribute == "none":
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
 def make_loss(train: TrainParams) -> keras.losses.Loss:
     """Cross-entropy; label smoothing needs one-hot targets (see :func:`with_targets`)."""
     if train.label_smoothing > 0:
@@ -226,24 +235,28 @@ def train(
     augmenter = online_augmenter(params)
     validation_data = with_targets(make_dataset(validation_split, INFERENCE_BATCH), params.train, num_classes)
 
-    model = build_model(
-        params.architecture,
-        input_shape=meta["image_shape"],
-        num_classes=num_classes,
-        reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
-        name=params.model,
-    )
+    strategy = distribution_strategy(params.train)
+    # Variables (the model's, the optimizer's, the metrics') are created in the strategy's scope.
+    with strategy.scope():
+        model = build_model(
+            params.architecture,
+            input_shape=meta["image_shape"],
+            num_classes=num_classes,
+            reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
+            name=params.model,
+        )
     momentum = batch_norm.set_momentum(model, schedule.steps_per_epoch)
     log.info(
-        "training %s (%d parameters) on %d images: batch_size %d (%s), %d steps per epoch%s",
+        "training %s (%d parameters) on %d images: batch_size %d (%s), %d steps per epoch%s%s",
         params.model, model.count_params(), schedule.train_images, schedule.batch_size,
         "auto" if params.batch_size == "auto" else "set", schedule.steps_per_epoch,
         f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
+        f", {strategy.num_replicas_in_sync} replicas" if params.train.distribute != "none" else "",
     )
 
     resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live:
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, strategy.scope():
         timer = TrainingTimer()
         if resumed:
             live.summary["resumed_after_epoch"] = epochs_done
