@@ -17,6 +17,10 @@ def main() -> None:
     parser.add_argument("probabilities_file", help="test-set class probabilities (data/evaluation/test_probabilities.npy)")
     args = parser.parse_args()
 
+    from refinelab.backend import select_backend
+    from refinelab.prepared import trained_backend
+
+    select_backend(trained_backend(args.model_path))  # Before Keras is imported.
     import numpy as np
 
     from refinelab import health

@@ -113,7 +113,12 @@ def project_env(project_copy) -> dict:
 def collect(dataset, batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The (images, labels) batches of a ``make_dataset`` dataset, concatenated: one pass, or the first
     ``batches`` of an endless (shuffled) one."""
-    batches = [(images.numpy(), labels.numpy()) for images, labels in (dataset if batches is None else dataset.take(batches))]
+    import keras
+
+    batches = [
+        (keras.ops.convert_to_numpy(images), keras.ops.convert_to_numpy(labels))
+        for images, labels in (dataset if batches is None else dataset.take(batches))
+    ]
     return np.concatenate([images for images, _ in batches]), np.concatenate([labels for _, labels in batches])
 
 

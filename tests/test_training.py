@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_prepared
+from conftest import ROOT, collect, write_prepared
+from refinelab.pipeline_data import PIPELINES
 from refinelab.config import parse_params, read_config
 
 
@@ -181,20 +182,21 @@ def test_callbacks_follow_the_params(tmp_path):
     )
 
 
-def test_balanced_class_weights_and_label_smoothing_targets():
-    import tensorflow as tf
-
-    from refinelab.training import class_weights, with_targets
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_balanced_class_weights_and_label_smoothing_targets(pipeline):
+    from refinelab.pipeline_data import make_dataset
+    from refinelab.prepared import Split
+    from refinelab.training import class_weights, one_hot_classes
 
     balanced = tiny_params(train={"class_weight": "balanced", "label_smoothing": 0.1}).train
     weights = class_weights(balanced, np.array([0, 0, 0, 1, 2, 2]))
     assert weights == pytest.approx({0: 6 / 9, 1: 2.0, 2: 1.0})
     assert class_weights(tiny_params().train, np.array([0, 1])) is None
-    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((2, 4, 4, 1), "float32"), np.array([2, 0]))).batch(2)
-    _, one_hot = next(iter(with_targets(dataset, balanced, 3)))
-    np.testing.assert_array_equal(one_hot.numpy(), [[0, 0, 1], [1, 0, 0]])
-    _, labels = next(iter(with_targets(dataset, tiny_params().train, 3)))
-    np.testing.assert_array_equal(labels.numpy(), [2, 0])
+    split = Split(np.zeros((2, 4, 4, 1), np.uint8), np.array([2, 0]))
+    targets = {train: collect(make_dataset(split, 2, one_hot=one_hot_classes(train, 3), pipeline=pipeline))[1]
+               for train in (balanced, tiny_params().train)}
+    np.testing.assert_array_equal(targets[balanced], [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(targets[tiny_params().train], [2, 0])
 
 
 def test_default_training_is_adam_with_cosine_decay():

@@ -79,9 +79,8 @@ def recalibrate(model: keras.Model, split: Split, seed: int) -> int:
     if not layers or len(split) == 0:
         return 0
     momenta = [layer.momentum for layer in layers]
-    batches = make_dataset(split, RECALIBRATION_BATCH, shuffle=True, seed=seed).take(
-        min(max(1, RECALIBRATION_IMAGES // RECALIBRATION_BATCH), -(-len(split) // RECALIBRATION_BATCH))  # One epoch at most.
-    )
+    batches = make_dataset(split, RECALIBRATION_BATCH, shuffle=True, seed=seed,
+                           max_batches=max(1, RECALIBRATION_IMAGES // RECALIBRATION_BATCH))
     images_used = 0
     try:
         for count, (images, _) in enumerate(batches, 1):
@@ -109,9 +108,7 @@ def mode_accuracies(model: keras.Model, split: Split, batch_size: int, seed: int
     correct = {True: 0, False: 0}
     seen = 0
     batch_size = max(batch_size, 64)
-    dataset = make_dataset(split, batch_size, shuffle=True, seed=seed).take(
-        min(max(1, MODE_CHECK_IMAGES // batch_size), -(-len(split) // batch_size))  # One epoch at most.
-    )
+    dataset = make_dataset(split, batch_size, shuffle=True, seed=seed, max_batches=max(1, MODE_CHECK_IMAGES // batch_size))
     for images, labels in dataset:
         labels = keras.ops.convert_to_numpy(labels)
         training_output, _ = model.stateless_call(trainable, non_trainable, images, training=True)

@@ -24,6 +24,11 @@ EXIT_USER_ERROR = 2
 
 
 def predict(args: argparse.Namespace) -> int:
+    from refinelab.backend import select_backend
+    from refinelab.prepared import trained_backend
+
+    if "KERAS_BACKEND" not in os.environ:  # Set by the user, it wins.
+        select_backend(trained_backend(args.model))
     from refinelab.predict import Predictor, image_files
     from refinelab.preprocessing import IMAGE_SUFFIXES
 

@@ -23,6 +23,7 @@ from refinelab.errors import ParamsError
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 DISTRIBUTE_STRATEGIES = ("none", "mirrored")
+BACKENDS = ("tensorflow", "jax")  # Keras backends (refinelab.backend).
 
 
 class StrictModel(BaseModel):
@@ -277,13 +278,14 @@ ArchitectureSpec = Annotated[
 
 # The top-level keys the train stage lists under `params:` in dvc.yaml (a test keeps them in step).
 TRAIN_STAGE_PARAMS = (
-    "model", "dropout", "l2", "l1", "learning_rate", "epochs", "batch_size", "seed", "arch", "train", "augment",
+    "model", "dropout", "l2", "l1", "learning_rate", "epochs", "batch_size", "seed", "backend", "arch", "train",
+    "augment",
 )
 # The params each stage lists in dvc.yaml (a test keeps them in step): the values a stage checks are
 # unchanged when it finishes, since DVC records them only then.
 STAGE_PARAMS = {
     "prepare": ("dataset", "seed", "data"),
-    "augment": ("augment", "seed"),
+    "augment": ("augment", "seed", "backend"),
     "train": TRAIN_STAGE_PARAMS,
 }
 
@@ -315,6 +317,8 @@ class Params(StrictModel):
     batch_size: Union[Literal["auto"], int] = "auto"
     dataset: str = "fashion_mnist"
     seed: int = Field(ge=0, le=2**31 - 1)
+    # Keras' backend for augment, train and evaluate (refinelab.backend); jax runs without TensorFlow.
+    backend: Literal[BACKENDS] = "tensorflow"
     # Overrides of the selected preset's spec, e.g. -S arch.filters=[16,32]; other spec keys with
     # -S +arch.<key>=<value>.
     arch: dict[str, Any] = Field(default_factory=dict)
@@ -354,6 +358,9 @@ class Params(StrictModel):
                 f"{self.model}.head_epochs ({PRESETS_FILE}): {head_epochs} leaves no fine-tuning epoch "
                 f"of epochs={self.epochs}"
             )
+        if self.backend != "tensorflow" and self.train.distribute != "none":
+            raise ValueError(f"train.distribute: {self.train.distribute} is TensorFlow's tf.distribute; it needs "
+                             f"backend: tensorflow (got {self.backend})")
         if self.dataset not in DATASETS:
             raise ValueError(
                 f"dataset: unknown dataset {self.dataset!r}; valid names: {', '.join(DATASETS.names())}"

@@ -1,11 +1,14 @@
-"""``tf.data`` input pipelines over prepared splits (memory-mapped, gathered batch by batch)."""
+"""Input pipelines over prepared splits (memory-mapped, gathered batch by batch): ``tf.data`` where
+TensorFlow is Keras' backend, a ``keras.utils.PyDataset`` for the others (JAX runs without TensorFlow)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Any
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from refinelab.prepared import Split
 
@@ -13,36 +16,58 @@ from refinelab.prepared import Split
 # batch's size changes nothing but speed.
 INFERENCE_BATCH = 256
 EPOCH_LIMIT = 2**31 - 1  # "Endless" for a shuffled training stream.
+PIPELINES = ("tf.data", "pydataset")
+
+
+def default_pipeline() -> str:
+    return "tf.data" if keras.backend.backend() == "tensorflow" else "pydataset"
 
 
 def make_dataset(
     split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None,
-    first_epoch: int | None = None,
-) -> tf.data.Dataset:
-    """Batches of (float32 images in 0-255, int64 labels), read from ``split`` without copying it whole.
+    first_epoch: int | None = None, one_hot: int | None = None, max_batches: int | None = None,
+    pipeline: str | None = None,
+) -> Any:
+    """Batches of (float32 images in 0-255, labels: int64, or one-hot float32 over ``one_hot`` classes),
+    read from ``split`` without copying it whole.
 
     Only indices are shuffled; each batch is gathered from the (memory-mapped) arrays, so a
     dataset larger than RAM streams from disk. ``augment`` (training data only: see
     ``refinelab.augmentation.online_augmenter``) maps each image batch, afresh every epoch.
-    Shuffled, each pass draws a new order; with ``first_epoch`` the dataset is instead an endless stream
-    of epochs from that one on, each epoch's order a function of (seed, epoch) (what resuming a killed
-    run needs: fit it with ``steps_per_epoch``).
+    Shuffled, each epoch draws a new order. With ``first_epoch`` it starts at that epoch, whose
+    order is a function of (seed, epoch), so a resumed run sees what an uninterrupted one sees
+    (``tf.data``: an endless stream of epochs, to fit with ``steps_per_epoch``; ``PyDataset``: Keras
+    calls ``on_epoch_end`` between epochs). ``max_batches`` stops after that many batches.
     """
-    images, labels = split.images, split.labels
-    count = len(labels)
+    pipeline = pipeline or default_pipeline()
+    if pipeline == "pydataset":
+        return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
+    if pipeline != "tf.data":
+        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
+    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
 
-    def gather(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        indices = np.sort(indices)  # Sequential reads from the memory map.
-        return np.ascontiguousarray(images[indices]), labels[indices]
+
+def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's images and labels; indices sorted, for sequential reads from the memory map."""
+    indices = np.sort(indices)
+    return np.ascontiguousarray(split.images[indices]), split.labels[indices].astype(np.int64)
+
+
+def tf_dataset(
+    split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None, first_epoch: int | None,
+    one_hot: int | None, max_batches: int | None,
+):
+    import tensorflow as tf
+
+    count = len(split)
 
     def load(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        batch_images, batch_labels = tf.numpy_function(gather, [indices], (tf.uint8, tf.int64))
-        batch_images.set_shape((None, *images.shape[1:]))
+        batch_images, batch_labels = tf.numpy_function(lambda i: gather(split, i), [indices], (tf.uint8, tf.int64))
+        batch_images.set_shape((None, *split.images.shape[1:]))
         batch_labels.set_shape((None,))
         return tf.cast(batch_images, tf.float32), batch_labels
 
     if shuffle and first_epoch is not None:
-        # A run resumed at epoch k (refinelab.resume) starts at k and sees what an uninterrupted run sees.
         def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
             epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=epoch_seed)
@@ -53,10 +78,60 @@ def make_dataset(
         dataset = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     else:
         dataset = tf.data.Dataset.range(count).batch(batch_size)
+    if max_batches is not None:
+        dataset = dataset.take(max_batches)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         # One call at a time: the random layers draw from stateful seed generators, and parallel calls
         # would take the draws in a varying order (same seed, different images). Each call transforms a
         # whole batch with multi-threaded ops, and the prefetch below overlaps it with training.
         dataset = dataset.map(lambda images, labels: (augment(images), labels))
+    if one_hot:
+        dataset = dataset.map(lambda images, labels: (images, tf.one_hot(labels, one_hot)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class SplitBatches(keras.utils.PyDataset):
+    """The batches of :func:`make_dataset` as a Keras ``PyDataset``: no TensorFlow needed.
+
+    Epoch ``e``'s order is a permutation drawn from (seed, e); ``on_epoch_end`` (Keras calls it after
+    every epoch of ``fit``) moves to the next epoch. One worker thread prefetches batches in order, so
+    the augmenter's random draws come in the same order on every run."""
+
+    def __init__(
+        self, split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None,
+        first_epoch: int | None, one_hot: int | None, max_batches: int | None,
+    ):
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=4)
+        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
+        self.augment, self.one_hot = augment, one_hot
+        batches = math.ceil(len(split) / batch_size)
+        self.batches = batches if max_batches is None else min(batches, max_batches)
+        self.epoch = first_epoch or 0
+        self.order = self.epoch_order()
+
+    def epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.split))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.split))
+
+    @property
+    def num_batches(self) -> int:
+        return self.batches
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < self.batches:
+            raise IndexError(f"batch {index} of {self.batches}")
+        images, labels = gather(self.split, self.order[index * self.batch_size: (index + 1) * self.batch_size])
+        images = images.astype(np.float32)
+        if self.augment is not None:
+            images = keras.ops.convert_to_numpy(self.augment(images))
+        if self.one_hot:
+            return images, np.eye(self.one_hot, dtype=np.float32)[labels]
+        return images, labels
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.epoch += 1
+            self.order = self.epoch_order()

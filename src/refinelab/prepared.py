@@ -7,6 +7,7 @@ names and how the images were made.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,3 +133,13 @@ def load_training_set(train_dir: str | Path, prepared_dir: str | Path) -> Split:
     if source not in TRAINING_SET_SOURCES:
         raise DataError(f"{path}: unknown source {source!r}; re-run the augment stage")
     return load_split(prepared_dir if source == "prepared" else train_dir, "train")
+
+
+def trained_backend(model_path: str | Path) -> str:
+    """The Keras backend a refinelab model was trained with (its resolved params, saved beside it);
+    tensorflow for a model from elsewhere. The .keras file itself is the same for every backend."""
+    try:
+        resolved = json.loads((Path(model_path).parent / RESOLVED_PARAMS_FILE).read_text())
+    except (OSError, ValueError):
+        return "tensorflow"
+    return resolved.get("backend", "tensorflow") if isinstance(resolved, dict) else "tensorflow"

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from refinelab.backend import select_backend
 from refinelab.config import STAGE_FILES, STAGE_PARAMS, Params, param_values, parse_params, read_config
 from refinelab.errors import ParamsError, RefinelabError
 
@@ -38,7 +39,9 @@ def stage_params(params_file: str | Path, stage: str) -> Iterator[Params]:
     config = read_config(params_file)
     contents = [path.read_bytes() for path in files]
     before = param_values(config, keys)
-    yield parse_params(config, source=str(params_file))
+    params = parse_params(config, source=str(params_file))
+    select_backend(params.backend)  # Before the stage's work imports Keras.
+    yield params
     after = param_values(read_config(params_file), keys)
     changed = [key for key in keys if before[key] != after[key]]
     changed += [str(path) for path, content in zip(files, contents) if path.read_bytes() != content]

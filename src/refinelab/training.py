@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -10,13 +11,11 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 from dvclive.utils import standardize_metric_name
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -38,22 +37,34 @@ AUTO_BATCH_RANGE = (8, 128)
 AUTO_MIN_STEPS = 50
 
 
+def on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 def limit_threads() -> None:
-    """Apply $REFINELAB_THREADS; it must come before TensorFlow runs its first op."""
+    """Apply $REFINELAB_THREADS; it must come before TensorFlow runs its first op. (JAX reads its
+    thread settings when it starts: refinelab.backend passes them on.)"""
     threads = os.environ.get(THREADS_ENV)
     if not threads:
         return
     if not threads.isdigit() or int(threads) < 1:
         raise ParamsError(f"{THREADS_ENV}={threads!r}: expected a number of threads, at least 1")
-    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-    tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    log.info("TensorFlow limited to %s threads (%s)", threads, THREADS_ENV)
+    if on_tensorflow():
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    log.info("%s limited to %s threads (%s)", keras.backend.backend(), threads, THREADS_ENV)
 
 
 def seed_everything(seed: int) -> None:
-    """One seed for Python, NumPy and TensorFlow, with deterministic TF ops (same params, same metrics)."""
+    """One seed for Python, NumPy and the backend, with deterministic TF ops (same params, same metrics;
+    JAX's CPU ops are deterministic)."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if on_tensorflow():
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def resolve_batch_size(batch_size: int | str, train_images: int) -> int:
@@ -81,31 +92,29 @@ def learning_rate(
     return params.learning_rate
 
 
-def distribution_strategy(train: TrainParams) -> tf.distribute.Strategy:
-    """TensorFlow's default (one device) or a MirroredStrategy over this machine's GPUs, or over its
-    logical CPU devices where there is no GPU (one unless configured: that is how it is tested)."""
+def distribution_scope(train: TrainParams) -> tuple[Callable[[], contextlib.AbstractContextManager], int]:
+    """Where the model's variables are made, and the replica count: a MirroredStrategy's scope over this
+    machine's GPUs, or over its logical CPU devices where there is no GPU (one unless configured: that
+    is how it is tested); with distribute none, no scope and one replica (any backend)."""
     if train.distribute == "none":
-        return tf.distribute.get_strategy()
+        return contextlib.nullcontext, 1
+    import tensorflow as tf  # Params allow mirrored only with the TensorFlow backend.
+
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy([device.name for device in devices])
+    strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
+    return strategy.scope, strategy.num_replicas_in_sync
+
+
+def one_hot_classes(train: TrainParams, num_classes: int) -> int | None:
+    """The class count when :func:`make_loss`'s loss needs one-hot targets (label smoothing), else None."""
+    return num_classes if train.label_smoothing > 0 else None
 
 
 def make_loss(train: TrainParams) -> keras.losses.Loss:
-    """Cross-entropy; label smoothing needs one-hot targets (see :func:`with_targets`)."""
+    """Cross-entropy; label smoothing needs one-hot targets (:func:`one_hot_classes`)."""
     if train.label_smoothing > 0:
         return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
     return keras.losses.SparseCategoricalCrossentropy()
-
-
-def with_targets(dataset: tf.data.Dataset, train: TrainParams, num_classes: int) -> tf.data.Dataset:
-    """The labels :func:`make_loss`'s loss expects: integers as they are, or one-hot for label smoothing."""
-    if train.label_smoothing == 0:
-        return dataset
-
-    def one_hot(images, labels):
-        return images, tf.one_hot(labels, num_classes)
-
-    return dataset.map(one_hot, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def class_weights(train: TrainParams, labels: np.ndarray) -> dict[int, float] | None:
@@ -159,6 +168,23 @@ class RestoredEpochSummary(keras.callbacks.Callback):
         self.live.summary["restored_epoch"] = self.early_stopping.best_epoch + 1
 
 
+class LiveMetrics(keras.callbacks.Callback):
+    """dvclive.keras.DVCLiveCallback on every Keras backend: that one subclasses ``tf.keras``'s Callback,
+    so importing it needs TensorFlow. Same metric names, same steps, same end of the run."""
+
+    def __init__(self, live: Live):
+        super().__init__()
+        self.live = live
+
+    def on_epoch_end(self, epoch, logs=None):
+        for metric, value in (logs or {}).items():
+            self.live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
+        self.live.next_step()
+
+    def on_train_end(self, logs=None):
+        self.live.end()
+
+
 def training_callbacks(train: TrainParams, live: Live, timer: TrainingTimer) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [timer]
     if train.early_stopping:
@@ -172,7 +198,7 @@ def training_callbacks(train: TrainParams, live: Live, timer: TrainingTimer) -> 
                 monitor="val_loss", factor=PLATEAU_FACTOR, patience=PLATEAU_PATIENCE
             )
         )
-    return callbacks + [DVCLiveCallback(live=live)]  # Last: it logs what the others add (learning_rate).
+    return callbacks + [LiveMetrics(live)]  # Last: it logs what the others add (learning_rate).
 
 
 @dataclass(frozen=True)
@@ -233,11 +259,12 @@ def train(
         backup = TrainingBackup(model_path, {"params": params.resolved(), "data": data_identity(train_dir, prepared_dir)})
     epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
-    validation_data = with_targets(make_dataset(validation_split, INFERENCE_BATCH), params.train, num_classes)
+    one_hot = one_hot_classes(params.train, num_classes)
+    validation_data = make_dataset(validation_split, INFERENCE_BATCH, one_hot=one_hot)
 
-    strategy = distribution_strategy(params.train)
+    scope, replicas = distribution_scope(params.train)
     # Variables (the model's, the optimizer's, the metrics') are created in the strategy's scope.
-    with strategy.scope():
+    with scope():
         model = build_model(
             params.architecture,
             input_shape=meta["image_shape"],
@@ -251,12 +278,12 @@ def train(
         params.model, model.count_params(), schedule.train_images, schedule.batch_size,
         "auto" if params.batch_size == "auto" else "set", schedule.steps_per_epoch,
         f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
-        f", {strategy.num_replicas_in_sync} replicas" if params.train.distribute != "none" else "",
+        f", {replicas} replicas" if params.train.distribute != "none" else "",
     )
 
     resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, strategy.scope():
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, scope():
         timer = TrainingTimer()
         if resumed:
             live.summary["resumed_after_epoch"] = epochs_done
@@ -266,17 +293,17 @@ def train(
             # Resumable: a stream of epochs from where a killed run stopped, each epoch's order keyed by it.
             train_data = make_dataset(
                 train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
-                first_epoch=max(phase.first, epochs_done) if backup else None,
+                first_epoch=max(phase.first, epochs_done) if backup else None, one_hot=one_hot,
             )
             model.fit(
-                with_targets(train_data, params.train, num_classes),
+                train_data,
                 steps_per_epoch=schedule.steps_per_epoch if backup else None,
                 validation_data=validation_data,
                 initial_epoch=phase.first,
                 epochs=phase.last,
                 callbacks=training_callbacks(params.train, live, timer) + (backup.callbacks(live_dir) if backup else []),
                 class_weight=class_weights(params.train, train_split.labels),
-                shuffle=False,  # The tf.data pipeline shuffles, seeded.
+                shuffle=False,  # The pipeline shuffles, seeded.
                 verbose=2,
             )
         # The clean (un-augmented) training images: the distribution inference sees.

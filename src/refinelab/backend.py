@@ -1,0 +1,33 @@
+"""Keras' backend (the `backend:` param): chosen through KERAS_BACKEND before Keras is imported.
+
+TensorFlow is the default. With JAX, training, evaluation and prediction run without TensorFlow
+installed: the input pipeline is then a ``keras.utils.PyDataset`` (refinelab.pipeline_data).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from refinelab.config import BACKENDS, THREADS_ENV
+from refinelab.errors import ParamsError
+
+# XLA's switch to one CPU thread: what REFINELAB_THREADS=1 (search --jobs on 2 cores) asks of JAX.
+XLA_SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def select_backend(name: str) -> None:
+    """Make ``name`` Keras' backend. Keras reads KERAS_BACKEND once, when it is imported; a process
+    that imported it already with another backend cannot switch (that is a bug of the caller)."""
+    if name not in BACKENDS:
+        raise ParamsError(f"backend: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            raise RuntimeError(f"Keras was imported with the {keras.backend.backend()} backend before {name} was chosen")
+        return
+    os.environ["KERAS_BACKEND"] = name
+    if name == "jax" and os.environ.get(THREADS_ENV) == "1" and "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = XLA_SINGLE_THREAD
+

@@ -1,0 +1,76 @@
+"""The `backend:` param: Keras' backend is chosen before Keras is imported, and with JAX the train and
+evaluate stages and `refinelab predict` run where TensorFlow cannot even be imported."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, write_prepared
+from refinelab.backend import select_backend
+from refinelab.config import read_config, write_config
+from refinelab.errors import ParamsError
+
+# Runs a script (argv[1], its arguments after it) in a Python where `import tensorflow` fails as if it
+# were not installed (no sys.modules entry: Keras takes one as "TensorFlow is loaded").
+WITHOUT_TENSORFLOW = """
+import runpy, sys
+
+class NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, NoTensorFlow())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_an_unknown_backend_or_a_switch_after_keras_is_imported_is_refused():
+    import keras
+
+    with pytest.raises(ParamsError, match="backend: unknown backend 'torch'; valid: tensorflow, jax"):
+        select_backend("torch")
+    other = "jax" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    with pytest.raises(RuntimeError, match=f"before {other} was chosen"):
+        select_backend(other)
+    select_backend(keras.backend.backend())  # The backend Keras has: nothing to do.
+
+
+@pytest.mark.slow
+def test_train_evaluate_and_predict_run_on_jax_without_tensorflow(tmp_path):
+    pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]'); CI runs TensorFlow only")
+    from PIL import Image
+
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(192, 48, 48))
+    raw = read_config(ROOT / "params.yaml")
+    raw.update({"backend": "jax", "epochs": 2, "batch_size": 32, "model": "cnn_bn"})
+    raw["train"]["label_smoothing"] = 0.1  # One-hot targets from the PyDataset.
+    raw["augment"].update(mode="online", online=["shift", "flip_horizontal"])
+    write_config(tmp_path, raw)
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+
+    def run_without_tensorflow(*command):
+        result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, *map(str, command)], cwd=tmp_path,
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    trained = run_without_tensorflow(ROOT / "stages/train.py", prepared, prepared, "models/model.keras",
+                                     "metrics/train", "metrics/model.json", "metrics/timing.json")
+    assert "Epoch 2/2" in trained.stdout + trained.stderr
+    assert json.loads((tmp_path / "models/params.json").read_text())["backend"] == "jax"
+    run_without_tensorflow(ROOT / "stages/evaluate.py", "models/model.keras", prepared, "metrics/evaluate.json",
+                           "metrics/test_details.json", "metrics/confusion.csv", "probabilities.npy")
+    assert json.loads((tmp_path / "metrics/evaluate.json").read_text())["accuracy"] > 0.6  # Chance: 1/3.
+
+    images = np.load(prepared / "test_images.npy")[:3, :, :, 0]
+    (tmp_path / "photos").mkdir()
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "photos" / f"{index}.png")
+    predicted = run_without_tensorflow(ROOT / "src/refinelab/cli.py", "predict", "photos", "--json")
+    assert len(json.loads(predicted.stdout)["predictions"]) == 3
