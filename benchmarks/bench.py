@@ -231,8 +231,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="digits, 1 epoch: checks the script in seconds")
     parser.add_argument("--out", type=Path, help="where results and the table go (default: benchmarks/results "
                         "and BENCHMARKS.md; with --quick, a temporary folder)")
-    parser.add_argument("--entries", nargs="+", choices=ENTRIES[2:], help="which of the presets to run besides "
-                        "the default and the peer (default: all of them, none with --quick)")
+    parser.add_argument("--entries", nargs="*", choices=ENTRIES[2:], help="which of the presets to run besides "
+                        "the default and the peer (default: all of them, none with --quick; --entries alone: none)")
     parser.add_argument("--peer-of", type=Path, help=argparse.SUPPRESS)  # Internal: the peer's own process.
     args = parser.parse_args()
     if args.peer_of:
