@@ -277,3 +277,29 @@ def test_a_bad_thread_count_is_named(monkeypatch):
     monkeypatch.setenv("REFINELAB_THREADS", "two")
     with pytest.raises(ParamsError, match="REFINELAB_THREADS='two'"):
         limit_threads()
+
+
+def test_the_pydataset_pipeline_under_fit_draws_epoch_e_from_seed_and_e(tmp_path, monkeypatch):
+    """The pipeline JAX uses, trained here with TensorFlow: Keras calls a PyDataset's on_epoch_end once
+    more than there are epochs, so the epoch number must come from fit itself."""
+    import refinelab.pipeline_data
+    import refinelab.training
+
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3)
+    monkeypatch.setattr(refinelab.pipeline_data, "default_pipeline", lambda: "pydataset")
+    training_sets = []
+
+    def recording_make_dataset(split, *args, **kwargs):
+        dataset = refinelab.pipeline_data.make_dataset(split, *args, **kwargs)
+        if kwargs.get("shuffle"):
+            training_sets.append(dataset)
+        return dataset
+
+    monkeypatch.setattr(refinelab.training, "make_dataset", recording_make_dataset)
+    _, metrics = run_training(tiny_params({"epochs": 3, "model": "cnn_bn"}), prepared, tmp_path / "run")
+
+    (dataset,) = training_sets
+    assert isinstance(dataset, refinelab.pipeline_data.SplitBatches)
+    assert dataset.epoch == 2  # The last epoch fit trained, numbered from 0.
+    np.testing.assert_array_equal(dataset.order, np.random.default_rng([42, 2]).permutation(96))
+    assert metrics["step"] == 2 and metrics["eval"]["accuracy"] > 0.6  # Three epochs logged; it learnt.

@@ -9,11 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from refinelab.config import BACKENDS, THREADS_ENV
+from refinelab.config import BACKENDS
 from refinelab.errors import ParamsError
-
-# XLA's switch to one CPU thread: what REFINELAB_THREADS=1 (search --jobs on 2 cores) asks of JAX.
-XLA_SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def select_backend(name: str) -> None:
@@ -28,6 +25,4 @@ def select_backend(name: str) -> None:
             raise RuntimeError(f"Keras was imported with the {keras.backend.backend()} backend before {name} was chosen")
         return
     os.environ["KERAS_BACKEND"] = name
-    if name == "jax" and os.environ.get(THREADS_ENV) == "1" and "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = XLA_SINGLE_THREAD
 

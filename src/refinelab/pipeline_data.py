@@ -37,8 +37,11 @@ def make_dataset(
     Shuffled, each epoch draws a new order. With ``first_epoch`` it starts at that epoch, whose
     order is a function of (seed, epoch), so a resumed run sees what an uninterrupted one sees
     (``tf.data``: an endless stream of epochs, to fit with ``steps_per_epoch``; ``PyDataset``: Keras
-    calls ``on_epoch_end`` between epochs). ``max_batches`` stops after that many batches.
+    numbers epochs through :func:`pipeline_callbacks`). ``max_batches`` stops after that many batches,
+    never past one epoch.
     """
+    if max_batches is not None:
+        max_batches = min(max_batches, math.ceil(len(split) / batch_size))
     pipeline = pipeline or default_pipeline()
     if pipeline == "pydataset":
         return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
@@ -95,9 +98,11 @@ def tf_dataset(
 class SplitBatches(keras.utils.PyDataset):
     """The batches of :func:`make_dataset` as a Keras ``PyDataset``: no TensorFlow needed.
 
-    Epoch ``e``'s order is a permutation drawn from (seed, e); ``on_epoch_end`` (Keras calls it after
-    every epoch of ``fit``) moves to the next epoch. One worker thread prefetches batches in order, so
-    the augmenter's random draws come in the same order on every run."""
+    Epoch ``e``'s order is a permutation drawn from (seed, e). ``fit`` must be given
+    :func:`pipeline_callbacks`: Keras numbers the epochs (initial_epoch, a restored backup) and calls a
+    PyDataset's own ``on_epoch_end`` once more than there are epochs (its first batch builds the model).
+    Batches are read and augmented in the training thread (one worker: Keras starts no loader thread,
+    so nothing is read ahead), in order, so the augmenter's random draws come the same on every run."""
 
     def __init__(
         self, split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None,
@@ -131,7 +136,22 @@ class SplitBatches(keras.utils.PyDataset):
             return images, np.eye(self.one_hot, dtype=np.float32)[labels]
         return images, labels
 
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self.epoch += 1
-            self.order = self.epoch_order()
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order = self.epoch_order()
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """Gives a :class:`SplitBatches` the number of the epoch ``fit`` is about to train."""
+
+    def __init__(self, dataset: SplitBatches):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.dataset.set_epoch(epoch)
+
+
+def pipeline_callbacks(dataset: Any) -> list[keras.callbacks.Callback]:
+    """What ``fit`` needs besides a training dataset of :func:`make_dataset`."""
+    return [EpochOrder(dataset)] if isinstance(dataset, SplitBatches) else []

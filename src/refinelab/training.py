@@ -26,7 +26,7 @@ from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
 from refinelab.optimizers import make_optimizer
-from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
+from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
 from refinelab.resume import TrainingBackup, data_identity
 
@@ -42,19 +42,22 @@ def on_tensorflow() -> bool:
 
 
 def limit_threads() -> None:
-    """Apply $REFINELAB_THREADS; it must come before TensorFlow runs its first op. (JAX reads its
-    thread settings when it starts: refinelab.backend passes them on.)"""
+    """Apply $REFINELAB_THREADS; it must come before TensorFlow runs its first op. JAX has no such
+    setting: there it is reported and not applied."""
     threads = os.environ.get(THREADS_ENV)
     if not threads:
         return
     if not threads.isdigit() or int(threads) < 1:
         raise ParamsError(f"{THREADS_ENV}={threads!r}: expected a number of threads, at least 1")
-    if on_tensorflow():
-        import tensorflow as tf
+    if not on_tensorflow():
+        log.warning("%s=%s is not applied: it sets TensorFlow's thread pools, and the backend is %s",
+                    THREADS_ENV, threads, keras.backend.backend())
+        return
+    import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    log.info("%s limited to %s threads (%s)", keras.backend.backend(), threads, THREADS_ENV)
+    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    log.info("TensorFlow limited to %s threads (%s)", threads, THREADS_ENV)
 
 
 def seed_everything(seed: int) -> None:
@@ -301,7 +304,8 @@ def train(
                 validation_data=validation_data,
                 initial_epoch=phase.first,
                 epochs=phase.last,
-                callbacks=training_callbacks(params.train, live, timer) + (backup.callbacks(live_dir) if backup else []),
+                callbacks=training_callbacks(params.train, live, timer) + pipeline_callbacks(train_data)
+                + (backup.callbacks(live_dir) if backup else []),
                 class_weight=class_weights(params.train, train_split.labels),
                 shuffle=False,  # The pipeline shuffles, seeded.
                 verbose=2,
