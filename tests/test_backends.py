@@ -41,6 +41,15 @@ def test_an_unknown_backend_or_a_switch_after_keras_is_imported_is_refused():
     select_backend(keras.backend.backend())  # The backend Keras has: nothing to do.
 
 
+def test_a_backend_that_is_not_installed_is_named_with_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "jax" else real_find_spec(name, *args))
+    with pytest.raises(ParamsError, match=r"backend: jax is not installed; pip install .*'\.\[jax\]'"):
+        select_backend("jax")
+
+
 @pytest.mark.slow
 def test_train_evaluate_and_predict_run_on_jax_without_tensorflow(tmp_path):
     pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]'); CI runs TensorFlow only")

@@ -6,6 +6,7 @@ installed: the input pipeline is then a ``keras.utils.PyDataset`` (refinelab.pip
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
@@ -18,6 +19,9 @@ def select_backend(name: str) -> None:
     that imported it already with another backend cannot switch (that is a bug of the caller)."""
     if name not in BACKENDS:
         raise ParamsError(f"backend: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
+    if importlib.util.find_spec(name) is None:
+        raise ParamsError(f"backend: {name} is not installed; pip install -c requirements.lock -e '.[{name}]' "
+                          "(or choose another backend)")
     if "keras" in sys.modules:
         import keras
 
@@ -25,4 +29,3 @@ def select_backend(name: str) -> None:
             raise RuntimeError(f"Keras was imported with the {keras.backend.backend()} backend before {name} was chosen")
         return
     os.environ["KERAS_BACKEND"] = name
-

@@ -111,8 +111,7 @@ class SplitBatches(keras.utils.PyDataset):
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=4)
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
         self.augment, self.one_hot = augment, one_hot
-        batches = math.ceil(len(split) / batch_size)
-        self.batches = batches if max_batches is None else min(batches, max_batches)
+        self.batches = math.ceil(len(split) / batch_size) if max_batches is None else max_batches
         self.epoch = first_epoch or 0
         self.order = self.epoch_order()
 
