@@ -84,6 +84,35 @@ def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterru
     assert not backups.exists()  # Removed once training finished.
 
 
+def test_a_run_stopped_at_until_epoch_is_continued_elsewhere_and_ends_as_an_uninterrupted_one(tmp_path):
+    """Successive halving's rungs: a run stops after 1 of 4 epochs; the same params without the stop, in
+    another folder (a queue worker's workspace) sharing REFINELAB_RESUME_DIR, train epochs 2-4 only."""
+    backups = tmp_path / "study-backups"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "REFINELAB_RESUME_DIR": str(backups)}
+    reference, reference_data = workdir(tmp_path, "uninterrupted")
+    subprocess.run(train_command(reference_data), cwd=reference, env=env, check=True, capture_output=True)
+    assert not any(backups.iterdir())  # A finished run removes its own backup.
+
+    rung, rung_data = workdir(tmp_path, "rung-1")
+    raw = read_config(rung / "params.yaml")
+    raw["train"]["until_epoch"] = 1
+    write_config(rung, raw)
+    stopped = subprocess.run(train_command(rung_data), cwd=rung, env=env, capture_output=True, text=True)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "phase train: epochs 1-1" in stopped.stderr  # (Keras numbers no epoch when fit has only one.)
+    assert "stopped after epoch 1 of 4" in stopped.stderr
+    assert epochs_backed_up(backups) == 1
+
+    continued, continued_data = workdir(tmp_path, "rung-2")  # Its own copy of the same data.
+    again = subprocess.run(train_command(continued_data), cwd=continued, env=env, capture_output=True, text=True)
+
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [line for line in again.stdout.splitlines() if line.startswith("Epoch ")] == ["Epoch 2/4", "Epoch 3/4", "Epoch 4/4"]
+    assert series(continued) == series(reference)  # Every epoch's numbers, and the saved model's.
+    assert json.loads((continued / "metrics/train/metrics.json").read_text())["resumed_after_epoch"] == 1
+    assert not any(backups.iterdir())
+
+
 def test_other_params_never_reuse_a_backup(tmp_path):
     from refinelab.config import parse_params
     from refinelab.resume import TrainingBackup, data_identity
@@ -95,10 +124,21 @@ def test_other_params_never_reuse_a_backup(tmp_path):
     raw["dropout"] = 0.5
     changed = TrainingBackup(folder / "models/model.keras",
                              {"params": parse_params(raw).resolved(), "data": data_identity(prepared)})
-    (prepared / "train_images.npy").touch()  # The data rewritten (same bytes, new file).
+    images = prepared / "train_images.npy"
+    images.write_bytes(images.read_bytes()[:-1] + b"\x01")  # One byte of the data changed.
     rewritten = TrainingBackup(folder / "models/model.keras", {**identity, "data": data_identity(prepared)})
     assert len({first.dir, changed.dir, rewritten.dir}) == 3
     assert first.dir.parent == changed.dir.parent == folder / "models" / ".model.resume"
+    # Where to stop is not what is trained: a run stopped at until_epoch shares the full run's backup.
+    raw["train"]["until_epoch"] = 2
+    from refinelab.training import training_backup, training_phases
+
+    stopping = parse_params(raw)
+    stopping_backup = training_backup(stopping, training_phases(stopping), prepared, prepared, folder / "m.keras")
+    raw["train"]["until_epoch"] = None
+    full = parse_params(raw)
+    assert stopping_backup.dir == training_backup(full, training_phases(full), prepared, prepared,
+                                                  folder / "m.keras").dir
 
 
 def test_a_backup_record_killed_while_written_means_starting_over(tmp_path):

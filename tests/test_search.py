@@ -3,6 +3,9 @@ halving keeps the trials with the best validation accuracy (a stubbed metric sou
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from refinelab.errors import ParamsError
@@ -49,7 +52,8 @@ def test_a_grid_is_every_combination_of_choices_and_ints():
     ({"dropout": {"uniform": [0.5, 0.1]}}, "dropout: uniform needs low <= high"),
     ({"+arch.kernel_size": {"int": [3, 5.5]}}, r"kernel_size: int takes \[low, high\] \(integers\)"),
     ({"model": {"choice": []}}, "model: choice takes a non-empty list"),
-    ({"epochs": {"choice": [1, 2]}}, "epochs is the search's budget"),
+    ({"epochs": {"choice": [1, 2]}}, "epochs: the search sets it"),
+    ({"+train.until_epoch": {"int": [1, 2]}}, "until_epoch: the search sets it"),
     ([], "expected a mapping"),
 ])
 def test_a_bad_space_names_the_key(space, message):
@@ -79,10 +83,13 @@ class StubRunner:
     def run_queued(self, jobs):
         self.runs.append([name for name in self.queued if not any(name in run for run in self.runs)])
 
+    def epochs_run(self, name):
+        return self.queued[name].get("++train.until_epoch", self.queued[name]["epochs"])
+
     def scores(self, names):
         return {
             name: {"val_acc": None, "accuracy": None} if name == self.failing else
-            {"val_acc": self.queued[name]["dropout"] + self.queued[name]["epochs"] / 100,
+            {"val_acc": self.queued[name]["dropout"] + self.epochs_run(name) / 100,
              "accuracy": 1 - self.queued[name]["dropout"]}
             for name in names
         }
@@ -94,6 +101,9 @@ def test_halving_keeps_the_best_by_validation_accuracy_and_never_the_test_set():
     trials = run_study("study", proposals, runner, max_epochs=4, eta=2, jobs=2)
     assert runner.runs == [["study-01-e1", "study-02-e1", "study-03-e1", "study-04-e1"],
                            ["study-03-e2", "study-04-e2"], ["study-04-e4"]]
+    # Every run has the full schedule; the rungs before the last stop early, and the next one continues.
+    assert runner.queued["study-01-e1"] == {"dropout": 0.1, "epochs": 4, "++train.until_epoch": 1}
+    assert runner.queued["study-03-e2"] == {"dropout": 0.2, "epochs": 4, "++train.until_epoch": 2}
     assert runner.queued["study-04-e4"] == {"dropout": 0.3, "epochs": 4}
     best = best_trial(trials)
     assert best.name == "study-04-e4" and best.test_accuracy == pytest.approx(0.7)
@@ -108,25 +118,42 @@ def test_a_study_name_must_make_valid_experiment_names():
 
 
 @pytest.mark.slow
-def test_a_real_study_runs_its_trials_on_the_dvc_queue_two_at_a_time(project_copy, project_env, tiny_raw_params):
-    """Two tiny trials (digits, one epoch) queued as experiments and run by two queue workers; both are
-    listed with their metrics and the best is named with the command that keeps it."""
+def test_a_real_study_halves_on_the_dvc_queue_and_continues_the_kept_trials(project_copy, project_env,
+                                                                            tiny_raw_params):
+    """Four tiny trials (digits, 1 epoch of a 2-epoch schedule) queued as experiments and run by two queue
+    workers; the two best by validation accuracy continue to epoch 2 from their backups; all are listed
+    with their metrics and the best is named with the command that keeps it."""
     import subprocess
     import sys
 
     from conftest import commit_params, run
+    from refinelab.compare import dvc
+    from refinelab.search import DvcRunner
 
     project = project_copy
     params = dict(tiny_raw_params, dataset="digits", model="smaller")
     commit_params(project, params)
-    (project / "space.yaml").write_text("dropout: {choice: [0.0, 0.5]}\n")
+    (project / "space.yaml").write_text("dropout: {choice: [0.0, 0.3, 0.6, 0.9]}\n")
     result = subprocess.run(
         [sys.executable, "-m", "refinelab", "search", "space.yaml", "--name", "tiny", "--strategy", "grid",
-         "--jobs", "2"], cwd=project, env=project_env, capture_output=True, text=True)
+         "--epochs", "2", "--halving", "2", "--jobs", "2"], cwd=project, env=project_env, capture_output=True,
+        text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "best by validation accuracy: tiny-0" in result.stdout and "dvc exp apply tiny-0" in result.stdout
     assert "failed" not in result.stdout, result.stdout
+
+    first_rung = [f"tiny-0{trial}-e1" for trial in range(1, 5)]
+    scores = DvcRunner(project, dvc).scores(first_rung)
+    kept = sorted(first_rung, key=lambda name: (-scores[name]["val_acc"], name))[:2]
+    continued = sorted(name.replace("-e1", "-e2") for name in kept)
     listed = run(["dvc", "exp", "list", "--name-only"], project, env=project_env).stdout.split()
-    assert {"tiny-01-e1", "tiny-02-e1"} <= set(listed)
+    assert sorted(listed) == sorted(first_rung + continued)
+    refs = run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"], project).stdout.split()
+    for name in continued:
+        ref = next(ref for ref in refs if ref.endswith(f"/{name}"))
+        summary = json.loads(run(["git", "show", f"{ref}:metrics/train/metrics.json"], project).stdout)
+        assert summary["resumed_after_epoch"] == 1 and summary["step"] == 1, name  # Only epoch 2 trained.
+    best = re.search(r"best by validation accuracy: (\S+)", result.stdout).group(1)
+    assert best in continued and f"dvc exp apply {best}" in result.stdout
+    assert not (project / ".dvc/tmp/refinelab-resume/tiny").exists()  # The stopped trials' backups too.
     queue = run(["dvc", "queue", "status"], project, env=project_env).stdout
     assert "Queued" not in queue and "Running" not in queue and "Failed" not in queue, queue

@@ -135,6 +135,9 @@ PLATEAU_PATIENCE = 2
 # Threads TensorFlow may use in train (intra- and inter-op): cores / workers when DVC queue workers share a
 # machine (`refinelab search --jobs N` sets it). An environment knob, not a param: it changes no result.
 THREADS_ENV = "REFINELAB_THREADS"
+# Where training backups live (refinelab.resume); default: beside the model. `refinelab search` points a
+# study's trials at one folder, so that a halving rung continues from the previous rung's backup.
+RESUME_DIR_ENV = "REFINELAB_RESUME_DIR"
 
 
 class TrainParams(StrictModel):
@@ -157,6 +160,9 @@ class TrainParams(StrictModel):
     # none | mirrored: one model replica per GPU of this machine (per logical CPU device where there is
     # no GPU), gradients summed across replicas each step; batch_size is the global batch.
     distribute: str = "none"
+    # Stop after this many of `epochs` epochs, the schedule still spanning all of them, and keep the
+    # backup: the same params without it continue from there (successive halving's rungs); null = all.
+    until_epoch: Optional[int] = Field(None, ge=1)
 
     @field_validator("distribute")
     @classmethod
@@ -358,6 +364,8 @@ class Params(StrictModel):
                 f"{self.model}.head_epochs ({PRESETS_FILE}): {head_epochs} leaves no fine-tuning epoch "
                 f"of epochs={self.epochs}"
             )
+        if self.train.until_epoch is not None and self.train.until_epoch > self.epochs:
+            raise ValueError(f"train.until_epoch: {self.train.until_epoch} is past the last epoch (epochs={self.epochs})")
         if self.backend != "tensorflow" and self.train.distribute != "none":
             raise ValueError(f"train.distribute: {self.train.distribute} is TensorFlow's tf.distribute; it needs "
                              f"backend: tensorflow (got {self.backend})")

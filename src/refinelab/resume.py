@@ -5,8 +5,14 @@ epoch count, and :class:`EpochStateBackup` saves what it leaves out: the random 
 dropout layers, and dvclive's logs (DVC deletes the stage's outputs, ``metrics/train`` included,
 before it runs the stage again). The backup lives in a scratch
 folder beside the model, ignored by git and DVC, under a key of everything training depends on (the
-resolved params and the identity of the prepared and augmented data): different params or data
+resolved params and the content of the prepared and augmented data): different params or data
 never reuse it. A finished training deletes the whole scratch folder.
+
+The same backup lets a run stopped on purpose continue: ``train.until_epoch`` ends training after that
+many of ``epochs`` epochs (the learning-rate schedule still spans all of them) and keeps the backup,
+which ``until_epoch`` is not part of the key of; the run without it continues from there. With
+``REFINELAB_RESUME_DIR`` set, backups live in that folder instead of beside the model, so a run in
+another workspace (a DVC queue worker's) finds them: `refinelab search`'s halving rungs continue this way.
 
 Resumed, the shuffled order of the remaining epochs is the one an uninterrupted run draws, so on CPU
 with deterministic ops the final metrics are the same (not with online augmentation, whose random
@@ -42,25 +48,27 @@ def scratch_root(model_path: str | Path) -> Path:
 
 
 def data_identity(*directories: str | Path) -> dict[str, Any]:
-    """What identifies the data a run trains on: the small JSON files verbatim, each array by size and
-    modification time (DVC rewrites them when the data changes)."""
+    """What identifies the data a run trains on, wherever its folders are: the small JSON files verbatim,
+    each array by a hash of its bytes (a second or less for the arrays this project trains on)."""
     identity: dict[str, Any] = {}
-    for directory in map(Path, directories):
+    for position, directory in enumerate(map(Path, directories)):
         for path in sorted(directory.iterdir()) if directory.is_dir() else []:
             if path.name in (META_FILE, TRAINING_SET_FILE):
-                identity[str(path)] = path.read_text()
+                identity[f"{position}/{path.name}"] = path.read_text()
             elif path.suffix == ".npy":
-                stat = path.stat()
-                identity[str(path)] = [stat.st_size, stat.st_mtime_ns]
+                with open(path, "rb") as handle:
+                    identity[f"{position}/{path.name}"] = hashlib.file_digest(handle, "sha256").hexdigest()
     return identity
 
 
 class TrainingBackup:
-    """The scratch folder of one training run, keyed by what the run depends on."""
+    """The scratch folder of one training run, keyed by what the run depends on: in ``shared_root``
+    when given (every run there has its own key), else beside the model."""
 
-    def __init__(self, model_path: str | Path, identity: dict[str, Any]):
+    def __init__(self, model_path: str | Path, identity: dict[str, Any], shared_root: str | Path | None = None):
         key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.root = scratch_root(model_path)
+        self.shared = shared_root is not None
+        self.root = Path(shared_root) if self.shared else scratch_root(model_path)
         self.dir = self.root / key
 
     @property
@@ -109,8 +117,9 @@ class TrainingBackup:
         ]
 
     def discard(self) -> None:
-        """Training finished: remove every backup beside this model (other params' ones too)."""
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Training finished: remove every backup beside this model (other params' ones too), or only
+        this run's from a shared folder (other runs may continue from theirs)."""
+        shutil.rmtree(self.dir if self.shared else self.root, ignore_errors=True)
 
 
 def seed_state_variables(model: keras.Model) -> dict[str, Any]:

@@ -5,9 +5,12 @@ A search space is a YAML file mapping params keys (as ``dvc exp run -S`` takes t
 ``{loguniform: [low, high]}`` or ``{int: [low, high]}`` (both ends included). Trials are proposed by
 grid (every combination; continuous ranges are not allowed there) or at random (``--trials``, seeded:
 the same seed proposes the same trials). With ``--halving``, successive halving runs every trial for
-a small epoch budget, keeps the best 1/eta by validation accuracy, and runs those again with eta times
-the epochs, until the full ``epochs`` budget. Trials are queued with ``dvc exp run --queue`` and run by
-DVC's queue workers; selection only ever looks at validation accuracy, the test accuracy is reported.
+a small epoch budget, keeps the best 1/eta by validation accuracy, and continues those for eta times
+the epochs, until the full ``epochs`` budget. A rung's run stops at ``train.until_epoch`` of the full
+``epochs`` (its learning-rate schedule spans them all) and the next rung's run, the same params without
+``until_epoch``'s limit or with a later one, continues from its backup (refinelab.resume) instead of
+training from the start. Trials are queued with ``dvc exp run --queue`` and run by DVC's queue workers;
+selection only ever looks at validation accuracy, the test accuracy is reported.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ STRATEGIES = ("grid", "random")
 SELECTION_METRIC = "val_acc"  # Validation accuracy: the test set is reported, never used to choose.
 REPORTED_METRIC = "accuracy"
 EPOCHS_KEY = "epochs"
+# Where a rung's runs stop; not in params.yaml, so added (`++` adds or replaces).
+UNTIL_KEY = "++train.until_epoch"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -81,8 +86,8 @@ def parse_space(raw: Any, source: str = "search space") -> list[Dimension]:
             if values[0] > values[1] or (kind == "loguniform" and values[0] <= 0):
                 raise ParamsError(f"{where}: {kind} needs low <= high{' and low > 0' if kind == 'loguniform' else ''}, "
                                   f"got {values!r}")
-        if key.lstrip("+") == EPOCHS_KEY:
-            raise ParamsError(f"{where}: epochs is the search's budget (--halving sets it per rung), not a dimension")
+        if key.lstrip("+") in (EPOCHS_KEY, UNTIL_KEY.lstrip("+")):
+            raise ParamsError(f"{where}: the search sets it (its epoch budget, per rung with --halving), not a dimension")
         dimensions.append(Dimension(str(key), kind, tuple(values)))
     return dimensions
 
@@ -198,7 +203,8 @@ def run_study(
     eta: int = 1,
     jobs: int = 1,
 ) -> list[Trial]:
-    """Run the proposals as experiments named ``<study>-<trial>-e<epochs>``, rung by rung; every trial run."""
+    """Run the proposals as experiments named ``<study>-<trial>-e<epochs>``, rung by rung; every trial run.
+    Every run has the full ``max_epochs`` schedule; a rung before the last stops at its epochs."""
     if not NAME_PATTERN.match(study):
         raise ParamsError(f"name: {study!r}: letters, digits, '-' and '_' only (it starts every experiment's name)")
     rungs = halving_rungs(len(proposals), max_epochs, eta)
@@ -212,8 +218,9 @@ def run_study(
             alive = [index for index in alive if trial_name(study, index, rungs[rung - 1][1]) in kept]
         log.info("rung %d: %d trials x %d epochs", rung + 1, len(alive), epochs)
         names = [trial_name(study, index, epochs) for index in alive]
+        stop = {UNTIL_KEY: epochs} if epochs < max_epochs else {}
         for index, name in zip(alive, names):
-            runner.queue(name, {**proposals[index], EPOCHS_KEY: epochs})
+            runner.queue(name, {**proposals[index], EPOCHS_KEY: max_epochs, **stop})
         runner.run_queued(jobs)
         scores = runner.scores(names)
         for index, name in zip(alive, names):
@@ -244,6 +251,9 @@ def summary(trials: list[Trial]) -> str:
         lines.append(f"{trial.name:<28} {trial.epochs:>6} {score(trial.validation_accuracy):>8} "
                      f"{score(trial.test_accuracy):>8}  {params}")
     best = best_trial(trials)
+    if len({trial.rung for trial in trials}) > 1:
+        lines.append("\n(each rung after the first continued its trials from the previous rung's backup; two-phase "
+                     "transfer models train from the start)")
     if best is None:
         lines.append("\nno trial finished: see `dvc queue logs <name>`")
     else:

@@ -21,7 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab import batch_norm, health
 from refinelab.augmentation import online_augmenter
-from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, THREADS_ENV, Params, TrainParams
+from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, RESUME_DIR_ENV, THREADS_ENV, Params, TrainParams
 from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, transfer_base
@@ -237,6 +237,22 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
     model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"])
 
 
+def training_backup(
+    params: Params, phases: list[Phase], train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path
+) -> TrainingBackup | None:
+    """Where this run's epochs are backed up (refinelab.resume), or None: one-phase runs continue after a
+    kill or a stop at ``train.until_epoch``, two-phase ones (a transfer model's head epochs) restart."""
+    if len(phases) > 1:
+        if params.train.until_epoch:
+            log.warning("train.until_epoch: a two-phase run (%s.head_epochs) keeps no backup; the run without "
+                        "until_epoch trains from the start", params.model)
+        return None
+    key_params = params.resolved()
+    key_params["train"].pop("until_epoch")  # Where to stop is not what is trained: the continuation shares it.
+    identity = {"params": key_params, "data": data_identity(train_dir, prepared_dir)}
+    return TrainingBackup(model_path, identity, os.environ.get(RESUME_DIR_ENV) or None)
+
+
 def train(
     params: Params, train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path, live_dir: str | Path,
     timing_path: str | Path | None = None,
@@ -256,10 +272,8 @@ def train(
         len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
     phases = training_phases(params)
-    # One-phase runs continue after a kill (refinelab.resume); two-phase ones restart.
-    backup = None
-    if len(phases) == 1:
-        backup = TrainingBackup(model_path, {"params": params.resolved(), "data": data_identity(train_dir, prepared_dir)})
+    until = params.train.until_epoch or params.epochs
+    backup = training_backup(params, phases, train_dir, prepared_dir, model_path)
     epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
     one_hot = one_hot_classes(params.train, num_classes)
@@ -289,10 +303,11 @@ def train(
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, scope():
         timer = TrainingTimer()
         if resumed:
+            live.step = epochs_done  # dvclive resumes at step 0 after one epoch (it reads step 0 as none logged).
             live.summary["resumed_after_epoch"] = epochs_done
-        for phase in phases:
+        for phase in (phase for phase in phases if phase.first < until):
             compile_for_phase(model, params, phase, schedule.steps_per_epoch)
-            log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, phase.last)
+            log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, min(phase.last, until))
             # Resumable: a stream of epochs from where a killed run stopped, each epoch's order keyed by it.
             train_data = make_dataset(
                 train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
@@ -303,7 +318,7 @@ def train(
                 steps_per_epoch=schedule.steps_per_epoch if backup else None,
                 validation_data=validation_data,
                 initial_epoch=phase.first,
-                epochs=phase.last,
+                epochs=min(phase.last, until),
                 callbacks=training_callbacks(params.train, live, timer) + pipeline_callbacks(train_data)
                 + (backup.callbacks(live_dir) if backup else []),
                 class_weight=class_weights(params.train, train_split.labels),
@@ -328,7 +343,10 @@ def train(
         "health": [finding.code for finding in findings],
     }
     save_model(model, model_path, resolved)
-    if backup:
+    if backup and until < params.epochs:
+        log.info("stopped after epoch %d of %d (train.until_epoch); the same params without it continue from "
+                 "here (backup %s)", until, params.epochs, backup.dir)
+    elif backup:
         backup.discard()
     if timing_path is not None:
         write_json(timing_path, timer.record(len(train_split)))
