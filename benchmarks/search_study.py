@@ -29,7 +29,9 @@ from bench import ROOT, machine, project_copy, run  # noqa: E402
 
 from refinelab.compare import dvc  # noqa: E402
 from refinelab.config import THREADS_ENV, read_config, write_config  # noqa: E402
-from refinelab.search import DvcRunner, best_trial, halving_rungs, parse_space, propose, run_study  # noqa: E402
+from refinelab.search import (  # noqa: E402
+    DvcRunner, best_trial, halving_rungs, parse_space, propose, run_study, shared_backups,
+)
 
 WIDTHS = [[16, 32, 64], [32, 64, 128]]
 RANDOM_SPACE = {
@@ -38,6 +40,7 @@ RANDOM_SPACE = {
     "learning_rate": {"loguniform": [3e-4, 3e-3]},
     "arch.filters": {"choice": WIDTHS},
 }
+PARTS = ("jobs", "random_halving", "grid")
 GRID_SPACE = {
     "dropout": {"choice": [0.1, 0.4]},
     "learning_rate": {"choice": [0.001, 0.003]},
@@ -70,13 +73,17 @@ def compare_jobs(runner: DvcRunner, epochs: int) -> dict:
 
 def study(name: str, runner: DvcRunner, proposals: list[dict], epochs: int, eta: int, jobs: int) -> dict:
     with_workers(jobs)
-    wall, trials = timed(lambda: run_study(name, proposals, runner, epochs, eta=eta, jobs=jobs))
+    with shared_backups(runner.repo, name):
+        wall, trials = timed(lambda: run_study(name, proposals, runner, epochs, eta=eta, jobs=jobs))
     best = best_trial(trials)
+    rung_epochs = sorted({trial.epochs for trial in trials})
     return {
         "wall_s": wall,
         "trials": len(proposals),
         "runs": len(trials),
         "trial_epochs": sum(trial.epochs for trial in trials),
+        # A kept trial continues from the previous rung's epochs: only the difference is trained.
+        "epochs_trained": sum(trial.epochs - ([0] + rung_epochs)[rung_epochs.index(trial.epochs)] for trial in trials),
         "failed": sum(trial.validation_accuracy is None for trial in trials),
         "best": best and {"name": best.name, "params": best.params, "validation_accuracy": best.validation_accuracy,
                           "test_accuracy": best.test_accuracy},
@@ -92,6 +99,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="queue workers for the studies (default 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="refinelab-study-") as scratch:
@@ -108,12 +116,16 @@ def main() -> None:
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": machine(),
             "setup": vars(args) | {"out": None, "rungs": halving_rungs(args.trials, args.epochs, args.eta)},
-            "jobs": compare_jobs(runner, epochs=2),
-            "random_halving": study("rand", runner, propose(parse_space(RANDOM_SPACE), "random", args.trials, args.seed),
-                                    args.epochs, args.eta, args.jobs),
-            "grid": study("grid", runner, propose(parse_space(GRID_SPACE), "grid", None, args.seed), args.epochs, 1,
-                          args.jobs),
         }
+        if "jobs" in args.parts:
+            report["jobs"] = compare_jobs(runner, epochs=2)
+        if "random_halving" in args.parts:
+            report["random_halving"] = study(
+                "rand", runner, propose(parse_space(RANDOM_SPACE), "random", args.trials, args.seed), args.epochs,
+                args.eta, args.jobs)
+        if "grid" in args.parts:
+            report["grid"] = study("grid", runner, propose(parse_space(GRID_SPACE), "grid", None, args.seed),
+                                   args.epochs, 1, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{report['date'].replace(':', '')}-search.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

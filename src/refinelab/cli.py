@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -69,8 +68,8 @@ def report(args: argparse.Namespace) -> int:
 
 def search(args: argparse.Namespace) -> int:
     from refinelab.compare import dvc
-    from refinelab.config import RESUME_DIR_ENV, THREADS_ENV, read_config
-    from refinelab.search import DvcRunner, load_space, propose, run_study, summary
+    from refinelab.config import THREADS_ENV, read_config
+    from refinelab.search import DvcRunner, load_space, propose, run_study, shared_backups, summary
 
     dimensions = load_space(args.space)
     proposals = propose(dimensions, args.strategy, args.trials, args.seed)
@@ -79,17 +78,9 @@ def search(args: argparse.Namespace) -> int:
              args.seed, epochs)
     if args.jobs > 1:  # Workers share the cores instead of each taking all of them.
         os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    # The study's backups, where every queue worker finds them: a rung continues the previous one's runs.
-    backups = None
-    if args.halving > 1 and RESUME_DIR_ENV not in os.environ:
-        backups = Path(args.repo).resolve() / ".dvc" / "tmp" / "refinelab-resume" / args.name
-        os.environ[RESUME_DIR_ENV] = str(backups)
-    try:
+    with shared_backups(Path(args.repo), args.name):
         trials = run_study(args.name, proposals, DvcRunner(Path(args.repo), dvc), epochs, eta=args.halving,
                            jobs=args.jobs)
-    finally:
-        if backups is not None:  # What is left are the stopped trials' backups: nothing continues them.
-            shutil.rmtree(backups, ignore_errors=True)
     print(summary(trials))
     return 0 if any(trial.validation_accuracy is not None for trial in trials) else EXIT_USER_ERROR
 

@@ -15,19 +15,23 @@ selection only ever looks at validation accuracy, the test accuracy is reported.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
 import math
+import os
 import random
 import re
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
+from refinelab.config import RESUME_DIR_ENV
 from refinelab.errors import ParamsError
 
 log = logging.getLogger(__name__)
@@ -183,6 +187,23 @@ class DvcRunner:
         found = {run.name: run.metrics.get(EVALUATION_METRICS, {}) for run in experiments}
         return {name: {key: found.get(name, {}).get(key) for key in (SELECTION_METRIC, REPORTED_METRIC)}
                 for name in names}
+
+
+@contextlib.contextmanager
+def shared_backups(repo: Path, study: str) -> Iterator[Path]:
+    """Point the training backups (refinelab.resume) of every run started meanwhile at one folder of the
+    study, where every queue worker finds them, so that a halving rung continues the previous rung's
+    runs; remove it at the end (what is left then are the backups of trials that were not kept)."""
+    if os.environ.get(RESUME_DIR_ENV):  # The user's own folder: theirs to clean.
+        yield Path(os.environ[RESUME_DIR_ENV])
+        return
+    folder = Path(repo).resolve() / ".dvc" / "tmp" / "refinelab-resume" / study
+    os.environ[RESUME_DIR_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        del os.environ[RESUME_DIR_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
