@@ -99,6 +99,8 @@ def with_architecture(raw_params, spec, **top):
         (lambda raw: with_train(raw, lr_schedule="step"), "train.lr_schedule: Input should be 'constant', 'cosine'"),
         (lambda raw: with_train(raw, class_weight="auto"), "train.class_weight: Input should be 'none' or 'balanced'"),
         (lambda raw: with_train(raw, early_stopping=-1), "train.early_stopping: Input should"),
+        (lambda raw: with_train(raw, until_epoch=0), "train.until_epoch: Input should be greater than or equal to 1"),
+        (lambda raw: with_train(raw, until_epoch=99), "train.until_epoch: 99 is past the last epoch (epochs=8)"),
         (lambda raw: with_train(raw, plateau_patience=2), "train.plateau_patience: unknown key"),
         (
             lambda raw: with_architecture(raw, {"type": "transfer", "weights": "imagenet"}),

@@ -13,7 +13,6 @@ import pytest
 from conftest import ROOT, write_prepared
 from refinelab.config import read_config, write_config
 
-pytestmark = pytest.mark.slow
 RESUME_NOTE = {"resumed_after_epoch"}  # The one summary key a resumed run adds.
 
 
@@ -53,6 +52,7 @@ def epochs_backed_up(backups) -> int:
     return 0
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterrupted_one(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     reference, reference_data = workdir(tmp_path, "uninterrupted")
@@ -84,6 +84,7 @@ def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterru
     assert not backups.exists()  # Removed once training finished.
 
 
+@pytest.mark.slow
 def test_a_run_stopped_at_until_epoch_is_continued_elsewhere_and_ends_as_an_uninterrupted_one(tmp_path):
     """Successive halving's rungs: a run stops after 1 of 4 epochs; the same params without the stop, in
     another folder (a queue worker's workspace) sharing REFINELAB_RESUME_DIR, train epochs 2-4 only."""
@@ -91,7 +92,7 @@ def test_a_run_stopped_at_until_epoch_is_continued_elsewhere_and_ends_as_an_unin
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "REFINELAB_RESUME_DIR": str(backups)}
     reference, reference_data = workdir(tmp_path, "uninterrupted")
     subprocess.run(train_command(reference_data), cwd=reference, env=env, check=True, capture_output=True)
-    assert not any(backups.iterdir())  # A finished run removes its own backup.
+    assert not backups.exists()  # A finished run removes its own backup.
 
     rung, rung_data = workdir(tmp_path, "rung-1")
     raw = read_config(rung / "params.yaml")
@@ -110,7 +111,7 @@ def test_a_run_stopped_at_until_epoch_is_continued_elsewhere_and_ends_as_an_unin
     assert [line for line in again.stdout.splitlines() if line.startswith("Epoch ")] == ["Epoch 2/4", "Epoch 3/4", "Epoch 4/4"]
     assert series(continued) == series(reference)  # Every epoch's numbers, and the saved model's.
     assert json.loads((continued / "metrics/train/metrics.json").read_text())["resumed_after_epoch"] == 1
-    assert not any(backups.iterdir())
+    assert not backups.exists()
 
 
 def test_other_params_never_reuse_a_backup(tmp_path):
@@ -139,6 +140,44 @@ def test_other_params_never_reuse_a_backup(tmp_path):
     full = parse_params(raw)
     assert stopping_backup.dir == training_backup(full, training_phases(full), prepared, prepared,
                                                   folder / "m.keras").dir
+
+
+def test_a_finished_run_keeps_the_backups_other_runs_may_continue(tmp_path):
+    from refinelab.resume import KERAS_METADATA, TrainingBackup
+
+    def backup(key, shared=None, stopped=False):
+        made = TrainingBackup(tmp_path / "models/model.keras", {"params": key}, shared)
+        made.dir.mkdir(parents=True)
+        (made.dir / KERAS_METADATA).write_text('{"epoch": 1}')
+        if stopped:
+            made.keep_stopped()
+        return made
+
+    finished, killed, stopped = backup(1), backup(2), backup(3, stopped=True)
+    finished.discard()  # Beside the model: a killed run's backup goes, one stopped on purpose stays.
+    assert not finished.dir.exists() and not killed.dir.exists() and stopped.dir.exists()
+    stopped.discard()
+    assert not stopped.root.exists()
+    shared = tmp_path / "study"
+    finished, other = backup(1, shared), backup(2, shared)
+    finished.discard()  # In a shared folder: only its own.
+    assert not finished.dir.exists() and other.dir.exists()
+
+
+def test_a_backup_past_until_epoch_is_not_used(tmp_path):
+    from refinelab.config import parse_params
+    from refinelab.resume import KERAS_METADATA
+    from refinelab.training import training_backup, training_phases
+
+    folder, prepared = workdir(tmp_path, "run", prepared_counts=(12, 6, 6))
+    raw = read_config(folder / "params.yaml")
+    raw["train"]["until_epoch"] = 2
+    params = parse_params(raw)
+    ahead = training_backup(params, training_phases(params), prepared, prepared, folder / "models/model.keras")
+    ahead.dir.mkdir(parents=True)
+    (ahead.dir / KERAS_METADATA).write_text('{"epoch": 3}')  # A run with a later stop got there first.
+    again = training_backup(params, training_phases(params), prepared, prepared, folder / "models/model.keras")
+    assert again.dir == ahead.dir and again.epochs_done == 0  # Starts over: it would train no epoch.
 
 
 def test_a_backup_record_killed_while_written_means_starting_over(tmp_path):

@@ -6,13 +6,15 @@ dropout layers, and dvclive's logs (DVC deletes the stage's outputs, ``metrics/t
 before it runs the stage again). The backup lives in a scratch
 folder beside the model, ignored by git and DVC, under a key of everything training depends on (the
 resolved params and the content of the prepared and augmented data): different params or data
-never reuse it. A finished training deletes the whole scratch folder.
+never reuse it. A finished training deletes its backup and those of killed runs beside the model.
 
 The same backup lets a run stopped on purpose continue: ``train.until_epoch`` ends training after that
 many of ``epochs`` epochs (the learning-rate schedule still spans all of them) and keeps the backup,
-which ``until_epoch`` is not part of the key of; the run without it continues from there. With
+marked as stopped, which ``until_epoch`` is not part of the key of; the run without it (or with a later
+stop) continues from there. A backup past a run's ``until_epoch`` is not used: that run starts over. With
 ``REFINELAB_RESUME_DIR`` set, backups live in that folder instead of beside the model, so a run in
 another workspace (a DVC queue worker's) finds them: `refinelab search`'s halving rungs continue this way.
+A finished run there deletes only its own backup.
 
 Resumed, the shuffled order of the remaining epochs is the one an uninterrupted run draws, so on CPU
 with deterministic ops the final metrics are the same (not with online augmentation, whose random
@@ -22,6 +24,7 @@ state lives outside the model: its remaining epochs draw other, equally valid, t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's record of the epochs finished.
 LIVE_BACKUP = "live"
 SEED_STATES = "seed_states-{epoch}.npz"  # The dropout layers' random state after that many epochs.
+STOPPED = "stopped"  # Marks a backup kept on purpose (train.until_epoch): never cleaned up as a killed run's.
 
 
 def scratch_root(model_path: str | Path) -> Path:
@@ -116,10 +120,20 @@ class TrainingBackup:
                                              delete_checkpoint=False),
         ]
 
+    def keep_stopped(self) -> None:
+        """Training stopped on purpose: keep this backup for the run that continues it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / STOPPED).touch()
+
     def discard(self) -> None:
-        """Training finished: remove every backup beside this model (other params' ones too), or only
-        this run's from a shared folder (other runs may continue from theirs)."""
-        shutil.rmtree(self.dir if self.shared else self.root, ignore_errors=True)
+        """Training finished: remove this run's backup, and beside the model the killed runs' ones too
+        (other params'); in a shared folder other runs may still continue from theirs."""
+        leftovers = [] if self.shared or not self.root.is_dir() else [
+            folder for folder in self.root.iterdir() if not (folder / STOPPED).exists()]
+        for folder in {self.dir, *leftovers}:
+            shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # Only if nothing is left in it.
 
 
 def seed_state_variables(model: keras.Model) -> dict[str, Any]:

@@ -198,6 +198,7 @@ def shared_backups(repo: Path, study: str) -> Iterator[Path]:
         yield Path(os.environ[RESUME_DIR_ENV])
         return
     folder = Path(repo).resolve() / ".dvc" / "tmp" / "refinelab-resume" / study
+    shutil.rmtree(folder, ignore_errors=True)  # A killed study's leftovers: never continued by this one.
     os.environ[RESUME_DIR_ENV] = str(folder)
     try:
         yield folder

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -247,10 +248,19 @@ def training_backup(
             log.warning("train.until_epoch: a two-phase run (%s.head_epochs) keeps no backup; the run without "
                         "until_epoch trains from the start", params.model)
         return None
+    until = params.train.until_epoch
+    if until and (params.train.early_stopping or params.train.lr_schedule == "plateau"):
+        log.warning("train.until_epoch: early stopping and the plateau schedule restart their counters in the "
+                    "run that continues this one, which then differs from an uninterrupted run")
     key_params = params.resolved()
     key_params["train"].pop("until_epoch")  # Where to stop is not what is trained: the continuation shares it.
     identity = {"params": key_params, "data": data_identity(train_dir, prepared_dir)}
-    return TrainingBackup(model_path, identity, os.environ.get(RESUME_DIR_ENV) or None)
+    backup = TrainingBackup(model_path, identity, os.environ.get(RESUME_DIR_ENV) or None)
+    if until and backup.epochs_done > until:
+        log.warning("a backup of these params is at epoch %d, past train.until_epoch=%d: training starts over",
+                    backup.epochs_done, until)
+        shutil.rmtree(backup.dir, ignore_errors=True)
+    return backup
 
 
 def train(
@@ -344,6 +354,7 @@ def train(
     }
     save_model(model, model_path, resolved)
     if backup and until < params.epochs:
+        backup.keep_stopped()
         log.info("stopped after epoch %d of %d (train.until_epoch); the same params without it continue from "
                  "here (backup %s)", until, params.epochs, backup.dir)
     elif backup:
