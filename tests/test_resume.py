@@ -180,6 +180,19 @@ def test_a_backup_past_until_epoch_is_not_used(tmp_path):
     assert again.dir == ahead.dir and again.epochs_done == 0  # Starts over: it would train no epoch.
 
 
+def test_a_resume_folder_that_cannot_be_made_is_named_before_training(tmp_path, monkeypatch):
+    from refinelab.config import parse_params
+    from refinelab.errors import ParamsError
+    from refinelab.training import training_backup, training_phases
+
+    folder, prepared = workdir(tmp_path, "run", prepared_counts=(12, 6, 6))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("REFINELAB_RESUME_DIR", str(tmp_path / "a-file" / "backups"))
+    params = parse_params(read_config(folder / "params.yaml"))
+    with pytest.raises(ParamsError, match=r"REFINELAB_RESUME_DIR=.*a-file/backups': cannot create the folder"):
+        training_backup(params, training_phases(params), prepared, prepared, folder / "models/model.keras")
+
+
 def test_a_backup_record_killed_while_written_means_starting_over(tmp_path):
     from refinelab.resume import KERAS_METADATA, TrainingBackup
 

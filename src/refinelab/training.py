@@ -238,6 +238,20 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
     model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"])
 
 
+def shared_backup_folder() -> Path | None:
+    """$REFINELAB_RESUME_DIR, made and checked before training rather than at the first epoch's end."""
+    folder = os.environ.get(RESUME_DIR_ENV)
+    if not folder:
+        return None
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParamsError(f"{RESUME_DIR_ENV}={folder!r}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise ParamsError(f"{RESUME_DIR_ENV}={folder!r}: the folder is not writable")
+    return Path(folder)
+
+
 def training_backup(
     params: Params, phases: list[Phase], train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path
 ) -> TrainingBackup | None:
@@ -255,7 +269,7 @@ def training_backup(
     key_params = params.resolved()
     key_params["train"].pop("until_epoch")  # Where to stop is not what is trained: the continuation shares it.
     identity = {"params": key_params, "data": data_identity(train_dir, prepared_dir)}
-    backup = TrainingBackup(model_path, identity, os.environ.get(RESUME_DIR_ENV) or None)
+    backup = TrainingBackup(model_path, identity, shared_backup_folder())
     if until and backup.epochs_done > until:
         log.warning("a backup of these params is at epoch %d, past train.until_epoch=%d: training starts over",
                     backup.epochs_done, until)
