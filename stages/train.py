@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 
-from refinelab.fileio import ensure_writable, write_json
+from refinelab.distribution import writes_outputs
+from refinelab.fileio import ensure_writable
 from refinelab.stage import run_stage, stage_params
 
 
@@ -20,12 +21,11 @@ def main() -> None:
     with stage_params(args.params, "train") as params:
         ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics, args.timing_file)  # Before the hour.
 
-        from refinelab.models import model_summary
         from refinelab.training import train
 
-        model = train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir, args.timing_file)
-        write_json(args.model_metrics, model_summary(model))
+        train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir, args.timing_file,
+              args.model_metrics)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, writes_workspace=writes_outputs)

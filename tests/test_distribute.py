@@ -2,15 +2,22 @@
 as on a machine with two GPUs), and the strategies that are refused up front."""
 
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, write_prepared
 from refinelab.config import parse_params, read_config, write_config
+from refinelab.distribution import (ClusterTask, cluster_task, identity_numbers, localhost_cluster,
+                                    make_distribution, same_on_every_replica)
 from refinelab.errors import ParamsError
+from refinelab.pipeline_data import BatchShare, make_dataset
+from refinelab.prepared import Split
 
 # Two logical CPU devices must exist before TensorFlow initialises its devices: then the real stage script.
 TWO_CPU_DEVICES = """
@@ -54,11 +61,172 @@ def test_mirrored_training_runs_one_replica_per_device_and_saves_a_usable_model(
     assert summary["step"] == 1  # Both epochs logged.
 
 
-@pytest.mark.parametrize("strategy, message", [
-    ("multi_worker", "keras-team/keras#20585"),
-    ("mirror", "valid: none, mirrored"),
+@pytest.mark.parametrize("raw_train, key, message", [
+    ({"distribute": "mirror"}, "train.distribute", "valid: none, mirrored, multi_worker"),
+    ({"distribute": "multi_worker", "until_epoch": 1}, "train.until_epoch", "keeps no backup"),
 ])
-def test_a_strategy_that_cannot_run_is_refused_naming_the_key(strategy, message):
-    with pytest.raises(ParamsError, match="train.distribute") as error:
-        parse_params(with_train(distribute=strategy))
+def test_a_strategy_that_cannot_run_is_refused_naming_the_key(raw_train, key, message):
+    with pytest.raises(ParamsError, match=key) as error:
+        parse_params(with_train(**raw_train))
     assert message in str(error.value)
+
+
+def tf_config(cluster, role="worker", index=0):
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": role, "index": index}})}
+
+
+TWO_WORKERS = {"worker": ["localhost:2222", "localhost:2223"]}
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, None),
+    (tf_config(TWO_WORKERS), ClusterTask("worker", 0, 2, True)),
+    (tf_config(TWO_WORKERS, index=1), ClusterTask("worker", 1, 2, False)),
+    (tf_config({"chief": ["a:1"], **TWO_WORKERS}, "chief"), ClusterTask("chief", 0, 3, True)),
+    (tf_config({"chief": ["a:1"], **TWO_WORKERS}), ClusterTask("worker", 0, 3, False)),  # The chief is "chief".
+])
+def test_tf_config_names_this_process_task_and_whether_it_writes_the_outputs(environ, expected):
+    assert cluster_task(environ) == expected
+
+
+def test_a_localhost_cluster_names_each_worker_once_and_worker_0_is_the_chief():
+    tasks = [cluster_task({"TF_CONFIG": tf_config}) for tf_config in localhost_cluster(3)]
+    assert tasks == [ClusterTask("worker", index, 3, index == 0) for index in range(3)]
+    assert len(set(json.loads(localhost_cluster(3)[0])["cluster"]["worker"])) == 3
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"TF_CONFIG": "{cluster"}, "not JSON"),
+    ({"TF_CONFIG": "[]"}, "expected"),
+    (tf_config({"ps": ["a:1"], **TWO_WORKERS}), "roles ps are not used"),
+    (tf_config({"worker": ["localhost"]}), 'a list of "host:port"'),
+    (tf_config(TWO_WORKERS, index=2), "is not in the cluster (worker: 2)"),
+    (tf_config(TWO_WORKERS, role="chief"), "is not in the cluster"),
+    (tf_config({"chief": ["a:1", "b:2"]}, "chief"), "at most one chief"),
+])
+def test_a_wrong_tf_config_is_an_error_naming_it(environ, message):
+    with pytest.raises(ParamsError, match="TF_CONFIG") as error:
+        cluster_task(environ)
+    assert message in str(error.value)
+
+
+def test_multi_worker_without_tf_config_is_refused_before_tensorflow_starts(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ParamsError, match=r"multi_worker needs \$TF_CONFIG"):
+        make_distribution("multi_worker")
+
+
+@pytest.mark.parametrize("count, batch, total", [(70, 32, 2), (33, 32, 2), (10, 4, 3), (5, 8, 4)])
+def test_every_batch_is_cut_into_one_part_per_replica_that_together_make_it_whole(count, batch, total):
+    split = Split(np.arange(count, dtype=np.uint8).reshape(count, 1, 1, 1), np.arange(count))
+    epochs = 2 * math.ceil(count / batch)  # Two epochs of the keyed, shuffled stream.
+    whole = [labels.numpy().tolist() for _, labels in make_dataset(split, batch, shuffle=True, seed=3, first_epoch=0).take(epochs)]
+    # Two workers' shares of `total` replicas: one replica, then the rest.
+    shares = [BatchShare(0, 1, total), BatchShare(1, total - 1, total)]
+    parts = [[labels.numpy().tolist() for _, labels in make_dataset(split, batch, shuffle=True, seed=3, first_epoch=0,
+                                                            share=share).take(epochs * share.count)]
+             for share in shares]
+    for step, labels in enumerate(whole):
+        size = -(-len(labels) // total)
+        cut = [parts[0][step]] + parts[1][step * (total - 1):(step + 1) * (total - 1)]
+        assert sorted(sum(cut, [])) == labels  # The batch (gathered in index order), each image once.
+        assert [len(part) for part in cut] == [len(labels[i * size:(i + 1) * size]) for i in range(total)]
+
+
+def test_workers_agree_only_when_every_identity_is_the_same():
+    ours = identity_numbers({"params": {"dropout": 0.3}, "data": {"0/train_images.npy": "ab"}})
+    theirs = identity_numbers({"params": {"dropout": 0.25}, "data": {"0/train_images.npy": "ab"}})
+    totals = lambda *numbers: [sum(values) for values in zip(*numbers)]  # noqa: E731 What the all-reduce gives.
+    assert same_on_every_replica(ours, totals(ours, ours, ours), 3)
+    assert not same_on_every_replica(ours, totals(ours, theirs, ours), 3)
+    assert not same_on_every_replica(theirs, totals(ours, theirs, ours), 3)
+
+
+def train_command(prepared, params_file="params.yaml"):
+    return [sys.executable, str(ROOT / "stages" / "train.py"), str(prepared), str(prepared), "models/model.keras",
+            "metrics/train", "metrics/model.json", "metrics/timing.json", "--params", params_file]
+
+
+def run_workers(project, prepared, params_files, timeout=300):
+    """The train stage as one process per worker of a localhost cluster, in ``project``; their
+    (returncode, log). Each worker's temporary files go to ``project/tmp-worker<index>``."""
+    workers = []
+    for index, (params_file, tf_config) in enumerate(zip(params_files, localhost_cluster(len(params_files)))):
+        scratch = project / f"tmp-worker{index}"
+        scratch.mkdir()
+        workers.append(subprocess.Popen(
+            train_command(prepared, params_file), cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "TF_CONFIG": tf_config, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"},
+        ))
+    try:
+        return [(worker.wait(timeout=timeout), worker.stderr.read()) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+
+
+def project_with(path, **values):
+    """A folder with params for the train stage: ``values`` over params.yaml's."""
+    path.mkdir(parents=True)
+    raw = with_train(distribute=values.pop("distribute", "none"))
+    raw.update(values)
+    write_config(path, raw)
+    return path
+
+
+def predictions_of(project, prepared):
+    from refinelab.models import load_trained_model
+    from refinelab.prepared import load_split
+
+    return load_trained_model(project / "models/model.keras").predict(load_split(prepared, "test").images, verbose=0)
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_one_model_that_the_chief_writes_and_evaluate_uses(tmp_path):
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(192, 48, 48))
+    project = project_with(tmp_path / "project", distribute="multi_worker", epochs=2, batch_size=32, model="cnn_bn")
+
+    (chief_status, chief_log), (worker_status, worker_log) = run_workers(project, prepared, ["params.yaml"] * 2)
+
+    assert chief_status == 0, chief_log[-3000:]
+    assert worker_status == 0, worker_log[-3000:]
+    assert "2 replicas on 2 workers (this one: worker 0)" in chief_log
+    assert "2 replicas on 2 workers (this one: worker 1)" in worker_log
+    written = sorted(str(path.relative_to(project)) for folder in ("models", "metrics")
+                     for path in (project / folder).rglob("*") if path.is_file())
+    assert [path for path in written if not path.startswith("metrics/train/")] == [
+        "metrics/model.json", "metrics/timing.json", "models/model.keras", "models/params.json"]
+    assert not any((project / "tmp-worker1").iterdir())  # The other worker's outputs are gone.
+    summary = json.loads((project / "metrics/train/metrics.json").read_text())
+    assert summary["step"] == 1
+
+    evaluate = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "evaluate.py"), "models/model.keras", str(prepared),
+         "metrics/evaluate.json", "metrics/test_details.json", "metrics/confusion.csv", "test_probabilities.npy"],
+        cwd=project, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+    assert json.loads((project / "metrics/evaluate.json").read_text())["accuracy"] > 0.6  # Chance: 1/3.
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_model_one_process_trains_and_refuse_to_train_different_params(tmp_path):
+    # Without batch norm (statistics per replica) and dropout (random per replica), two workers' halves
+    # of every batch give the gradients of the whole batch: the same model as one process.
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(192, 48, 48))
+    same = dict(epochs=2, batch_size=32, model="baseline", dropout=0.0, arch={"batch_norm": False})
+    alone = project_with(tmp_path / "alone", **same)
+    cluster = project_with(tmp_path / "cluster", distribute="multi_worker", **same)
+    project_with(tmp_path / "cluster" / "other", distribute="multi_worker", **{**same, "dropout": 0.1})
+
+    single = subprocess.run(train_command(prepared), cwd=alone, capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for status, log in run_workers(cluster, prepared, ["params.yaml"] * 2):
+        assert status == 0, log[-3000:]
+    np.testing.assert_allclose(predictions_of(cluster, prepared), predictions_of(alone, prepared), atol=1e-5)
+
+    shutil.rmtree(cluster / "models")
+    for status, log in run_workers(cluster / "other", prepared, ["../params.yaml", "params.yaml"]):
+        assert status == 2
+        assert "the workers' params or data differ" in log
+    assert not (cluster / "models").exists()

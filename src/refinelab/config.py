@@ -22,7 +22,7 @@ from ruamel.yaml import YAML, YAMLError
 from refinelab.errors import ParamsError
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
-DISTRIBUTE_STRATEGIES = ("none", "mirrored")
+DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker")
 BACKENDS = ("tensorflow", "jax")  # Keras backends (refinelab.backend).
 
 
@@ -158,7 +158,8 @@ class TrainParams(StrictModel):
     # none | balanced: weight each class by n_samples / (n_classes * its count) (scikit-learn's "balanced").
     class_weight: Literal["none", "balanced"] = "none"
     # none | mirrored: one model replica per GPU of this machine (per logical CPU device where there is
-    # no GPU), gradients summed across replicas each step; batch_size is the global batch.
+    # no GPU), gradients summed across replicas each step; batch_size is the global batch | multi_worker:
+    # the same across the machines $TF_CONFIG names, one train-stage process on each (refinelab.distribution).
     distribute: str = "none"
     # Stop after this many of `epochs` epochs, the schedule still spanning all of them, and keep the
     # backup: the same params without it continue from there (successive halving's rungs); null = all.
@@ -167,11 +168,6 @@ class TrainParams(StrictModel):
     @field_validator("distribute")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value == "multi_worker":
-            raise ValueError(
-                "multi_worker is not supported: Keras 3's model.fit fails under TensorFlow's "
-                "MultiWorkerMirroredStrategy (keras-team/keras#20585); use mirrored for the GPUs of one machine"
-            )
         if value not in DISTRIBUTE_STRATEGIES:
             raise ValueError(f"unknown strategy {value!r}; valid: {', '.join(DISTRIBUTE_STRATEGIES)}")
         return value
@@ -366,6 +362,9 @@ class Params(StrictModel):
             )
         if self.train.until_epoch is not None and self.train.until_epoch > self.epochs:
             raise ValueError(f"train.until_epoch: {self.train.until_epoch} is past the last epoch (epochs={self.epochs})")
+        if self.train.until_epoch is not None and self.train.distribute == "multi_worker":
+            raise ValueError("train.until_epoch: a multi_worker run keeps no backup to continue from; "
+                             "leave train.until_epoch out, or train on one machine")
         if self.backend != "tensorflow" and self.train.distribute != "none":
             raise ValueError(f"train.distribute: {self.train.distribute} is TensorFlow's tf.distribute; it needs "
                              f"backend: tensorflow (got {self.backend})")

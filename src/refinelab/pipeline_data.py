@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -19,6 +20,17 @@ EPOCH_LIMIT = 2**31 - 1  # "Endless" for a shuffled training stream.
 PIPELINES = ("tf.data", "pydataset")
 
 
+@dataclass(frozen=True)
+class BatchShare:
+    """A worker's share of every batch under a multi-worker strategy: parts ``first`` to
+    ``first + count - 1`` of the batch cut into ``total`` parts (one per replica of the cluster, each
+    ``ceil(size / total)`` images, the last ones shorter), each part an element of its own."""
+
+    first: int
+    count: int
+    total: int
+
+
 def default_pipeline() -> str:
     return "tf.data" if keras.backend.backend() == "tensorflow" else "pydataset"
 
@@ -26,7 +38,7 @@ def default_pipeline() -> str:
 def make_dataset(
     split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None,
     first_epoch: int | None = None, one_hot: int | None = None, max_batches: int | None = None,
-    pipeline: str | None = None,
+    pipeline: str | None = None, share: BatchShare | None = None,
 ) -> Any:
     """Batches of (float32 images in 0-255, labels: int64, or one-hot float32 over ``one_hot`` classes),
     read from ``split`` without copying it whole.
@@ -38,16 +50,18 @@ def make_dataset(
     order is a function of (seed, epoch), so a resumed run sees what an uninterrupted one sees
     (``tf.data``: an endless stream of epochs, to fit with ``steps_per_epoch``; ``PyDataset``: Keras
     numbers epochs through :func:`pipeline_callbacks`). ``max_batches`` stops after that many batches,
-    never past one epoch.
+    never past one epoch. With ``share`` (``tf.data`` only), this worker's parts of every batch.
     """
     if max_batches is not None:
         max_batches = min(max_batches, math.ceil(len(split) / batch_size))
     pipeline = pipeline or default_pipeline()
     if pipeline == "pydataset":
+        if share is not None:
+            raise ValueError("a share of every batch needs the tf.data pipeline")
         return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
     if pipeline != "tf.data":
         raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
-    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
+    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches, share)
 
 
 def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +72,7 @@ def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def tf_dataset(
     split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None, first_epoch: int | None,
-    one_hot: int | None, max_batches: int | None,
+    one_hot: int | None, max_batches: int | None, share: BatchShare | None,
 ):
     import tensorflow as tf
 
@@ -83,6 +97,15 @@ def tf_dataset(
         dataset = tf.data.Dataset.range(count).batch(batch_size)
     if max_batches is not None:
         dataset = dataset.take(max_batches)
+    if share is not None:
+        # Cut here, from the same batches of indices on every worker: tf.data's automatic sharding
+        # rewrites the pipeline and, with the shuffle, gave workers overlapping images.
+        def parts(indices: tf.Tensor) -> tf.data.Dataset:
+            size = -(-tf.size(indices, out_type=tf.int64) // share.total)
+            starts = tf.range(share.first, share.first + share.count, dtype=tf.int64) * size
+            return tf.data.Dataset.from_tensor_slices(starts).map(lambda start: indices[start:start + size])
+
+        dataset = dataset.flat_map(parts)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         # One call at a time: the random layers draw from stateful seed generators, and parallel calls

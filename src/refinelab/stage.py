@@ -85,9 +85,10 @@ def debug_requested() -> bool:
     return os.environ.get("REFINELAB_DEBUG", "") not in ("", "0")
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; a user error, or a full disk or unwritable folder, exits with status 2
-    and one line naming its cause (any other exception is a bug and keeps its traceback).
+def run_stage(main: Callable[[], None], writes_workspace: Callable[[], bool] = lambda: True) -> None:
+    """Run a stage's ``main`` under the workspace lock (unless ``writes_workspace()`` says it writes
+    nothing there); a user error, or a full disk or unwritable folder, exits with status 2 and one line
+    naming its cause (any other exception is a bug and keeps its traceback).
 
     ``--debug`` on the command line (or REFINELAB_DEBUG=1) keeps the traceback of user errors too.
     """
@@ -96,7 +97,7 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.argv.remove("--debug")
     setup_logging(logging.DEBUG if debug else logging.INFO)
     try:
-        with workspace_run_lock(Path(sys.argv[0]).stem):
+        with workspace_run_lock(Path(sys.argv[0]).stem) if writes_workspace() else contextlib.nullcontext():
             main()
     except RefinelabError as exc:
         if debug:

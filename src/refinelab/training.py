@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -12,7 +11,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -23,9 +22,10 @@ from sklearn.utils.class_weight import compute_class_weight
 from refinelab import batch_norm, health
 from refinelab.augmentation import online_augmenter
 from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, RESUME_DIR_ENV, THREADS_ENV, Params, TrainParams
+from refinelab.distribution import Distribution, adapt_to_multi_worker, make_distribution
 from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
-from refinelab.models import Regularization, build_model, freeze_base, transfer_base
+from refinelab.models import Regularization, build_model, freeze_base, model_summary, transfer_base
 from refinelab.optimizers import make_optimizer
 from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
@@ -94,19 +94,6 @@ def learning_rate(
         decay_steps = (epochs or params.epochs) * steps_per_epoch
         return keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=decay_steps)
     return params.learning_rate
-
-
-def distribution_scope(train: TrainParams) -> tuple[Callable[[], contextlib.AbstractContextManager], int]:
-    """Where the model's variables are made, and the replica count: a MirroredStrategy's scope over this
-    machine's GPUs, or over its logical CPU devices where there is no GPU (one unless configured: that
-    is how it is tested); with distribute none, no scope and one replica (any backend)."""
-    if train.distribute == "none":
-        return contextlib.nullcontext, 1
-    import tensorflow as tf  # Params allow mirrored only with the TensorFlow backend.
-
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    strategy = tf.distribute.MirroredStrategy([device.name for device in devices])
-    return strategy.scope, strategy.num_replicas_in_sync
 
 
 def one_hot_classes(train: TrainParams, num_classes: int) -> int | None:
@@ -256,7 +243,11 @@ def training_backup(
     params: Params, phases: list[Phase], train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path
 ) -> TrainingBackup | None:
     """Where this run's epochs are backed up (refinelab.resume), or None: one-phase runs continue after a
-    kill or a stop at ``train.until_epoch``, two-phase ones (a transfer model's head epochs) restart."""
+    kill or a stop at ``train.until_epoch``, two-phase ones (a transfer model's head epochs) and multi-worker
+    ones (every worker would have to restore the same backup) restart."""
+    if params.train.distribute == "multi_worker":
+        log.info("train.distribute: multi_worker keeps no backup: a run that is killed starts over")
+        return None
     if len(phases) > 1:
         if params.train.until_epoch:
             log.warning("train.until_epoch: a two-phase run (%s.head_epochs) keeps no backup; the run without "
@@ -279,15 +270,26 @@ def training_backup(
 
 def train(
     params: Params, train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path, live_dir: str | Path,
-    timing_path: str | Path | None = None,
+    timing_path: str | Path | None = None, model_metrics_path: str | Path | None = None,
 ) -> keras.Model:
     """Fit the model on the training set augment chose (``train_dir``), validating on the prepared
-    validation split; re-estimate its batch-norm statistics, check its health, save it.
+    validation split; re-estimate its batch-norm statistics, check its health, save it, and its parameter
+    counts and layers to ``model_metrics_path``.
 
     Wall time and throughput go to ``timing_path``, apart from every output DVC records, so that
-    the same params give the same dvc.lock."""
+    the same params give the same dvc.lock. Under ``train.distribute``, only the chief of a multi-worker
+    cluster writes these paths (refinelab.distribution)."""
     limit_threads()
+    distribution = make_distribution(params.train.distribute)
     seed_everything(params.seed)
+    with distribution.outputs(model_path, live_dir, timing_path, model_metrics_path) as outputs:
+        return fit_and_save(params, distribution, train_dir, prepared_dir, *outputs)
+
+
+def fit_and_save(
+    params: Params, distribution: Distribution, train_dir: str | Path, prepared_dir: str | Path,
+    model_path: Path, live_dir: Path, timing_path: Path | None, model_metrics_path: Path | None,
+) -> keras.Model:
     meta = load_meta(prepared_dir)
     num_classes = len(meta["class_names"])
     train_split = load_training_set(train_dir, prepared_dir)
@@ -301,11 +303,17 @@ def train(
     epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
     one_hot = one_hot_classes(params.train, num_classes)
-    validation_data = make_dataset(validation_split, INFERENCE_BATCH, one_hot=one_hot)
+    validation_data = distribution.distribute(
+        lambda share: make_dataset(validation_split, INFERENCE_BATCH, one_hot=one_hot, share=share))
+    weights = class_weights(params.train, train_split.labels)
+    # A stream of epochs, each epoch's order keyed by (seed, epoch): a killed run continues from where it
+    # stopped, and every worker of a cluster draws the same order.
+    keyed_epochs = backup is not None or distribution.task is not None
 
-    scope, replicas = distribution_scope(params.train)
-    # Variables (the model's, the optimizer's, the metrics') are created in the strategy's scope.
-    with scope():
+    if distribution.task is not None:
+        distribution.check_same_training({"params": params.resolved(),
+                                          "data": data_identity(train_dir, prepared_dir)})
+    with distribution.scope():
         model = build_model(
             params.architecture,
             input_shape=meta["image_shape"],
@@ -313,18 +321,19 @@ def train(
             reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
             name=params.model,
         )
+    adapt_to_multi_worker(model, distribution)
     momentum = batch_norm.set_momentum(model, schedule.steps_per_epoch)
     log.info(
         "training %s (%d parameters) on %d images: batch_size %d (%s), %d steps per epoch%s%s",
         params.model, model.count_params(), schedule.train_images, schedule.batch_size,
         "auto" if params.batch_size == "auto" else "set", schedule.steps_per_epoch,
         f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
-        f", {replicas} replicas" if params.train.distribute != "none" else "",
+        distribution.describe(),
     )
 
     resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
-    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, scope():
+    with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, distribution.scope():
         timer = TrainingTimer()
         if resumed:
             live.step = epochs_done  # dvclive resumes at step 0 after one epoch (it reads step 0 as none logged).
@@ -332,20 +341,20 @@ def train(
         for phase in (phase for phase in phases if phase.first < until):
             compile_for_phase(model, params, phase, schedule.steps_per_epoch)
             log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, min(phase.last, until))
-            # Resumable: a stream of epochs from where a killed run stopped, each epoch's order keyed by it.
-            train_data = make_dataset(
+            first_epoch = max(phase.first, epochs_done) if keyed_epochs else None
+            train_data = distribution.distribute(lambda share: make_dataset(
                 train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
-                first_epoch=max(phase.first, epochs_done) if backup else None, one_hot=one_hot,
-            )
+                first_epoch=first_epoch, one_hot=one_hot, share=share,
+            ), weights)
             model.fit(
                 train_data,
-                steps_per_epoch=schedule.steps_per_epoch if backup else None,
+                steps_per_epoch=schedule.steps_per_epoch if keyed_epochs else None,
                 validation_data=validation_data,
                 initial_epoch=phase.first,
                 epochs=min(phase.last, until),
                 callbacks=training_callbacks(params.train, live, timer) + pipeline_callbacks(train_data)
                 + (backup.callbacks(live_dir) if backup else []),
-                class_weight=class_weights(params.train, train_split.labels),
+                class_weight=weights if distribution.task is None else None,  # Else in train_data.
                 shuffle=False,  # The pipeline shuffles, seeded.
                 verbose=2,
             )
@@ -373,6 +382,8 @@ def train(
                  "here (backup %s)", until, params.epochs, backup.dir)
     elif backup:
         backup.discard()
+    if model_metrics_path is not None:
+        write_json(model_metrics_path, model_summary(model))
     if timing_path is not None:
         write_json(timing_path, timer.record(len(train_split)))
     health.report("train", findings)
