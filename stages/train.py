@@ -19,7 +19,8 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     with stage_params(args.params, "train") as params:
-        ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics, args.timing_file)  # Before the hour.
+        if writes_outputs():  # Before the hour; a cluster's other workers write nothing here.
+            ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics, args.timing_file)
 
         from refinelab.training import train
 

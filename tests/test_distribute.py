@@ -4,7 +4,6 @@ as on a machine with two GPUs), and the strategies that are refused up front."""
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 
@@ -13,10 +12,10 @@ import pytest
 
 from conftest import ROOT, write_prepared
 from refinelab.config import parse_params, read_config, write_config
-from refinelab.distribution import (ClusterTask, cluster_task, identity_numbers, localhost_cluster,
+from refinelab.distribution import (ClusterTask, Distribution, cluster_task, identity_numbers, localhost_cluster,
                                     make_distribution, same_on_every_replica)
-from refinelab.errors import ParamsError
-from refinelab.pipeline_data import BatchShare, make_dataset
+from refinelab.errors import ClusterError, ParamsError
+from refinelab.pipeline_data import BatchShare, make_dataset, short_last_batch
 from refinelab.prepared import Split
 
 # Two logical CPU devices must exist before TensorFlow initialises its devices: then the real stage script.
@@ -103,6 +102,8 @@ def test_a_localhost_cluster_names_each_worker_once_and_worker_0_is_the_chief():
     (tf_config(TWO_WORKERS, index=2), "is not in the cluster (worker: 2)"),
     (tf_config(TWO_WORKERS, role="chief"), "is not in the cluster"),
     (tf_config({"chief": ["a:1", "b:2"]}, "chief"), "at most one chief"),
+    (tf_config({"chief": [], **TWO_WORKERS}), 'cluster.chief must be a list of "host:port"'),
+    (tf_config(TWO_WORKERS, index=True), "is not in the cluster"),
 ])
 def test_a_wrong_tf_config_is_an_error_naming_it(environ, message):
     with pytest.raises(ParamsError, match="TF_CONFIG") as error:
@@ -116,21 +117,48 @@ def test_multi_worker_without_tf_config_is_refused_before_tensorflow_starts(monk
         make_distribution("multi_worker")
 
 
-@pytest.mark.parametrize("count, batch, total", [(70, 32, 2), (33, 32, 2), (10, 4, 3), (5, 8, 4)])
+@pytest.mark.parametrize("distribute", ["none", "mirrored"])
+def test_a_worker_of_a_cluster_without_multi_worker_is_refused_rather_than_training_alone(monkeypatch, distribute):
+    monkeypatch.setenv("TF_CONFIG", tf_config(TWO_WORKERS, index=1)["TF_CONFIG"])
+    with pytest.raises(ParamsError, match=f"train.distribute: {distribute}, but \\$TF_CONFIG names a cluster of 2"):
+        make_distribution(distribute)
+
+
+@pytest.mark.parametrize("count, batch, total", [(70, 32, 2), (33, 32, 2), (10, 4, 3), (5, 8, 4), (7, 4, 2)])
 def test_every_batch_is_cut_into_one_part_per_replica_that_together_make_it_whole(count, batch, total):
     split = Split(np.arange(count, dtype=np.uint8).reshape(count, 1, 1, 1), np.arange(count))
-    epochs = 2 * math.ceil(count / batch)  # Two epochs of the keyed, shuffled stream.
-    whole = [labels.numpy().tolist() for _, labels in make_dataset(split, batch, shuffle=True, seed=3, first_epoch=0).take(epochs)]
+    stream = dict(shuffle=True, seed=3, first_epoch=0)
+    # Two epochs of the keyed, shuffled stream, alone; shared, an epoch's last batch goes when it is
+    # smaller than the replica count (a replica would get no image).
+    whole = [labels.numpy().tolist() for _, labels in make_dataset(split, batch, **stream).take(2 * math.ceil(count / batch))]
+    expected = [labels for labels in whole if len(labels) >= total]
+    assert len(whole) - len(expected) == 2 * bool(short_last_batch(count, batch, total))
     # Two workers' shares of `total` replicas: one replica, then the rest.
     shares = [BatchShare(0, 1, total), BatchShare(1, total - 1, total)]
-    parts = [[labels.numpy().tolist() for _, labels in make_dataset(split, batch, shuffle=True, seed=3, first_epoch=0,
-                                                            share=share).take(epochs * share.count)]
-             for share in shares]
-    for step, labels in enumerate(whole):
-        size = -(-len(labels) // total)
+    parts = [[labels.numpy().tolist() for _, labels in make_dataset(split, batch, **stream, share=share)
+              .take(len(expected) * share.count)] for share in shares]
+    for step, labels in enumerate(expected):
         cut = [parts[0][step]] + parts[1][step * (total - 1):(step + 1) * (total - 1)]
         assert sorted(sum(cut, [])) == labels  # The batch (gathered in index order), each image once.
-        assert [len(part) for part in cut] == [len(labels[i * size:(i + 1) * size]) for i in range(total)]
+        sizes = [len(part) for part in cut]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("count, batch, replicas, left_out", [(70, 32, 2, 0), (64, 32, 2, 0), (33, 32, 2, 1),
+                                                              (10, 4, 3, 2), (5, 8, 4, 0), (5, 8, 8, 5)])
+def test_only_a_last_batch_smaller_than_the_replica_count_is_left_out(count, batch, replicas, left_out):
+    assert short_last_batch(count, batch, replicas) == left_out
+
+
+def test_a_lost_worker_is_one_error_naming_the_cluster():
+    import tensorflow as tf
+
+    distribution = Distribution(task=ClusterTask("worker", 0, 2, True))
+    with pytest.raises(ClusterError, match="another worker of TF_CONFIG's cluster stopped") as error:
+        with distribution.failures_reported():
+            raise tf.errors.UnavailableError(None, None, "Collective ops is aborted by: recvmsg:Connection reset\nmore")
+    assert "(TensorFlow's UnavailableError; --debug shows it)" in str(error.value)
+    assert "worker 0 stops too" in str(error.value)
 
 
 def test_workers_agree_only_when_every_identity_is_the_same():
@@ -151,24 +179,25 @@ def run_workers(project, prepared, params_files, timeout=300):
     """The train stage as one process per worker of a localhost cluster, in ``project``; their
     (returncode, log). Each worker's temporary files go to ``project/tmp-worker<index>``."""
     workers = []
-    for index, (params_file, tf_config) in enumerate(zip(params_files, localhost_cluster(len(params_files)))):
+    for index, (params_file, config) in enumerate(zip(params_files, localhost_cluster(len(params_files)))):
         scratch = project / f"tmp-worker{index}"
         scratch.mkdir()
         workers.append(subprocess.Popen(
             train_command(prepared, params_file), cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "TF_CONFIG": tf_config, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"},
+            text=True, env={**os.environ, "TF_CONFIG": config, "TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "2"},
         ))
     try:
-        return [(worker.wait(timeout=timeout), worker.stderr.read()) for worker in workers]
+        logs = [worker.communicate(timeout=timeout)[1] for worker in workers]
+        return [(worker.returncode, log) for worker, log in zip(workers, logs)]
     finally:
         for worker in workers:
             worker.kill()
 
 
-def project_with(path, **values):
-    """A folder with params for the train stage: ``values`` over params.yaml's."""
+def project_with(path, train=None, **values):
+    """A folder with params for the train stage: ``values`` (and ``train``'s) over params.yaml's."""
     path.mkdir(parents=True)
-    raw = with_train(distribute=values.pop("distribute", "none"))
+    raw = with_train(**(train or {}))
     raw.update(values)
     write_config(path, raw)
     return path
@@ -183,8 +212,10 @@ def predictions_of(project, prepared):
 
 @pytest.mark.slow
 def test_two_workers_on_localhost_train_one_model_that_the_chief_writes_and_evaluate_uses(tmp_path):
-    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(192, 48, 48))
-    project = project_with(tmp_path / "project", distribute="multi_worker", epochs=2, batch_size=32, model="cnn_bn")
+    # 193 images: each epoch's last batch (1 image) is left out; one-hot labels and class weights in the data.
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(193, 49, 48))
+    project = project_with(tmp_path / "project", epochs=2, batch_size=32, model="cnn_bn", train={
+        "distribute": "multi_worker", "label_smoothing": 0.1, "class_weight": "balanced"})
 
     (chief_status, chief_log), (worker_status, worker_log) = run_workers(project, prepared, ["params.yaml"] * 2)
 
@@ -192,6 +223,7 @@ def test_two_workers_on_localhost_train_one_model_that_the_chief_writes_and_eval
     assert worker_status == 0, worker_log[-3000:]
     assert "2 replicas on 2 workers (this one: worker 0)" in chief_log
     assert "2 replicas on 2 workers (this one: worker 1)" in worker_log
+    assert "each epoch leaves out 1 image(s)" in chief_log
     written = sorted(str(path.relative_to(project)) for folder in ("models", "metrics")
                      for path in (project / folder).rglob("*") if path.is_file())
     assert [path for path in written if not path.startswith("metrics/train/")] == [
@@ -216,8 +248,8 @@ def test_two_workers_train_the_model_one_process_trains_and_refuse_to_train_diff
     prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3, counts=(192, 48, 48))
     same = dict(epochs=2, batch_size=32, model="baseline", dropout=0.0, arch={"batch_norm": False})
     alone = project_with(tmp_path / "alone", **same)
-    cluster = project_with(tmp_path / "cluster", distribute="multi_worker", **same)
-    project_with(tmp_path / "cluster" / "other", distribute="multi_worker", **{**same, "dropout": 0.1})
+    cluster = project_with(tmp_path / "cluster", train={"distribute": "multi_worker"}, **same)
+    other = project_with(tmp_path / "other", train={"distribute": "multi_worker"}, **{**same, "dropout": 0.1})
 
     single = subprocess.run(train_command(prepared), cwd=alone, capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -225,8 +257,7 @@ def test_two_workers_train_the_model_one_process_trains_and_refuse_to_train_diff
         assert status == 0, log[-3000:]
     np.testing.assert_allclose(predictions_of(cluster, prepared), predictions_of(alone, prepared), atol=1e-5)
 
-    shutil.rmtree(cluster / "models")
-    for status, log in run_workers(cluster / "other", prepared, ["../params.yaml", "params.yaml"]):
+    for status, log in run_workers(other, prepared, [str(cluster / "params.yaml"), "params.yaml"]):
         assert status == 2
-        assert "the workers' params or data differ" in log
-    assert not (cluster / "models").exists()
+        assert "the workers' params, data or code differ" in log
+    assert not (other / "models" / "model.keras").exists()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from refinelab.errors import ParamsError
+from refinelab.errors import ClusterError, ParamsError
 
 if TYPE_CHECKING:  # Imported where used: the stage script imports this module before Keras' backend is set.
     from refinelab.pipeline_data import BatchShare
@@ -72,15 +72,16 @@ def cluster_task(environ: Any = os.environ) -> ClusterTask | None:
         raise ParamsError(f"{TF_CONFIG_ENV}: cluster roles {', '.join(unknown)} are not used by "
                           f"MultiWorkerMirroredStrategy; valid: {', '.join(CLUSTER_ROLES)}")
     for role, addresses in cluster.items():
-        if not isinstance(addresses, list) or not all(isinstance(a, str) and ":" in a for a in addresses):
+        if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and ":" in a
+                                                                         for a in addresses):
             raise ParamsError(f'{TF_CONFIG_ENV}: cluster.{role} must be a list of "host:port", got {addresses!r}')
     if len(cluster.get("chief", [])) > 1:
         raise ParamsError(f"{TF_CONFIG_ENV}: a cluster has at most one chief, got {len(cluster['chief'])}")
     role, index = task.get("type"), task.get("index")
-    if role not in cluster or not isinstance(index, int) or not 0 <= index < len(cluster[role]):
+    if role not in cluster or type(index) is not int or not 0 <= index < len(cluster[role]):
         raise ParamsError(f"{TF_CONFIG_ENV}: task {task!r} is not in the cluster "
                           f"({', '.join(f'{r}: {len(a)}' for r, a in cluster.items())})")
-    is_chief = role == "chief" if cluster.get("chief") else index == 0
+    is_chief = role == "chief" if "chief" in cluster else index == 0
     return ClusterTask(role, index, sum(len(addresses) for addresses in cluster.values()), is_chief)
 
 
@@ -106,7 +107,6 @@ def writes_outputs() -> bool:
 class Distribution:
     """The strategy training runs under (None: no strategy), and this process's part in it."""
 
-    name: str = "none"
     strategy: Any = None
     task: ClusterTask | None = None
 
@@ -133,7 +133,7 @@ class Distribution:
     @contextlib.contextmanager
     def outputs(self, *paths: str | Path | None) -> Iterator[tuple[Path | None, ...]]:
         """Where this process writes ``paths``: there on the chief; on another worker, the same names in a
-        temporary folder, removed afterwards."""
+        temporary folder, removed afterwards (a subfolder each: two outputs may share a name)."""
         if self.is_chief:
             yield tuple(None if path is None else Path(path) for path in paths)
             return
@@ -163,24 +163,53 @@ class Distribution:
         return self.strategy.distribute_datasets_from_function(worker_dataset)
 
     def check_same_training(self, identity: dict[str, Any]) -> None:
-        """Fail on every worker unless all of them train the same ``identity`` (params and data): a
-        worker on another commit, params.yaml or data would otherwise train a different model in lockstep."""
+        """Fail on every worker unless all of them train the same ``identity`` (params, data and code: see
+        :func:`code_identity`): a worker on another commit, params.yaml or data would otherwise train a
+        different model in lockstep."""
         if self.task is None:
             return
         import tensorflow as tf
 
         local = identity_numbers(identity)
 
-        @tf.function  # Collectives run eagerly are slow, and TensorFlow warns about it.
+        @tf.function  # Eager collectives are slow, and TensorFlow warns about them.
         def sum_over_replicas():
             return self.strategy.reduce("SUM", self.strategy.run(lambda: tf.constant(local, tf.float64)), axis=None)
 
         totals = sum_over_replicas().numpy()
         if not same_on_every_replica(local, totals, self.replicas):
             raise ParamsError(
-                f"train.distribute: multi_worker: the workers' params or data differ (this is {self.task} of "
+                f"train.distribute: multi_worker: the workers' params, data or code differ (this is {self.task} of "
                 f"{TF_CONFIG_ENV}); run every worker on the same commit, params.yaml and data (`dvc pull`)"
             )
+
+
+    @contextlib.contextmanager
+    def failures_reported(self) -> Iterator[None]:
+        """A cluster's lost worker as one clear error: TensorFlow stops the others at their next
+        collective step with a long gRPC traceback."""
+        if self.task is None:
+            yield
+            return
+        import tensorflow as tf
+
+        try:
+            yield
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError) as exc:
+            raise ClusterError(f"train.distribute: multi_worker: another worker of {TF_CONFIG_ENV}'s cluster stopped "
+                               f"or cannot be reached (TensorFlow's {type(exc).__name__}; --debug shows it); this "
+                               f"{self.task} stops too: start every worker again") from exc
+
+
+def code_identity() -> dict[str, str]:
+    """The code a worker trains with: refinelab's modules (by content), Keras' and TensorFlow's versions."""
+    import keras
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    return {"refinelab": digest.hexdigest(), "keras": keras.__version__, "tensorflow": tf.__version__}
 
 
 # A digest as numbers a float64 sum keeps exact: 16-bit pieces, and their squares.
@@ -204,24 +233,22 @@ def make_distribution(distribute: str) -> Distribution:
     """The strategy ``train.distribute`` names. Call it before TensorFlow runs anything else: a
     multi-worker strategy configures TensorFlow's runtime for the cluster, and waits for every worker."""
     task = cluster_task()
+    if task is not None and task.workers > 1 and distribute != "multi_worker":
+        # This process would train alone and write outputs while the others wait for it.
+        raise ParamsError(f"train.distribute: {distribute}, but ${TF_CONFIG_ENV} names a cluster of {task.workers} "
+                          "processes: set train.distribute: multi_worker on every worker, or unset TF_CONFIG")
     if distribute == "none":
-        if task is not None:
-            log.warning("%s is set, but train.distribute is none: this process trains alone", TF_CONFIG_ENV)
         return Distribution()
-    if distribute not in ("mirrored", "multi_worker"):
-        raise ValueError(f"unknown strategy {distribute!r}")
     if distribute == "multi_worker" and task is None:
         raise ParamsError(f"train.distribute: multi_worker needs ${TF_CONFIG_ENV}, naming the cluster's workers "
                           "and this one's task (README, 'Running on a cluster')")
     import tensorflow as tf  # Params allow a strategy only with the TensorFlow backend.
 
     if distribute == "mirrored":
-        if task is not None:
-            log.warning("%s is set, but train.distribute is mirrored: this process trains alone", TF_CONFIG_ENV)
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return Distribution(distribute, tf.distribute.MirroredStrategy([device.name for device in devices]))
+        return Distribution(tf.distribute.MirroredStrategy([device.name for device in devices]))
     log.info("%s of a %d-worker cluster: waiting for every worker to start", task, task.workers)
-    return Distribution(distribute, tf.distribute.MultiWorkerMirroredStrategy(), task)
+    return Distribution(tf.distribute.MultiWorkerMirroredStrategy(), task)
 
 
 def adapt_to_multi_worker(model: Any, distribution: Distribution) -> None:

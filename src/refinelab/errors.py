@@ -11,3 +11,7 @@ class ParamsError(RefinelabError, ValueError):
 
 class DataError(RefinelabError, ValueError):
     """An input file is missing, corrupt or does not match its checksum or layout."""
+
+
+class ClusterError(RefinelabError):
+    """Another worker of a multi-worker training cluster stopped or cannot be reached."""

@@ -23,12 +23,20 @@ PIPELINES = ("tf.data", "pydataset")
 @dataclass(frozen=True)
 class BatchShare:
     """A worker's share of every batch under a multi-worker strategy: parts ``first`` to
-    ``first + count - 1`` of the batch cut into ``total`` parts (one per replica of the cluster, each
-    ``ceil(size / total)`` images, the last ones shorter), each part an element of its own."""
+    ``first + count - 1`` of the batch cut into ``total`` parts (one per replica of the cluster, their
+    sizes a batch's size over ``total``, give or take one), each part an element of its own."""
 
     first: int
     count: int
     total: int
+
+
+def short_last_batch(count: int, batch_size: int, replicas: int) -> int:
+    """Images a shared stream leaves out of each epoch: a last batch smaller than the replica count, which
+    would leave a replica nothing (batch norm's statistics of no images are NaN). The order is drawn
+    afresh each epoch, so it is other images each time."""
+    remainder = count % batch_size
+    return remainder if remainder < replicas else 0
 
 
 def default_pipeline() -> str:
@@ -85,10 +93,12 @@ def tf_dataset(
         return tf.cast(batch_images, tf.float32), batch_labels
 
     if shuffle and first_epoch is not None:
+        kept = count - (short_last_batch(count, batch_size, share.total) if share else 0)
+
         def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
             epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=epoch_seed)
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            return tf.data.Dataset.from_tensor_slices(order[:kept]).batch(batch_size)
 
         dataset = tf.data.Dataset.range(first_epoch, EPOCH_LIMIT).flat_map(epoch_batches)
     elif shuffle:
@@ -101,9 +111,10 @@ def tf_dataset(
         # Cut here, from the same batches of indices on every worker: tf.data's automatic sharding
         # rewrites the pipeline and, with the shuffle, gave workers overlapping images.
         def parts(indices: tf.Tensor) -> tf.data.Dataset:
-            size = -(-tf.size(indices, out_type=tf.int64) // share.total)
-            starts = tf.range(share.first, share.first + share.count, dtype=tf.int64) * size
-            return tf.data.Dataset.from_tensor_slices(starts).map(lambda start: indices[start:start + size])
+            size = tf.size(indices, out_type=tf.int64)
+            bounds = tf.range(share.first, share.first + share.count + 1, dtype=tf.int64) * size // share.total
+            return tf.data.Dataset.from_tensor_slices((bounds[:-1], bounds[1:])).map(
+                lambda start, end: indices[start:end])
 
         dataset = dataset.flat_map(parts)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)

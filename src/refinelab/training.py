@@ -22,12 +22,12 @@ from sklearn.utils.class_weight import compute_class_weight
 from refinelab import batch_norm, health
 from refinelab.augmentation import online_augmenter
 from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, RESUME_DIR_ENV, THREADS_ENV, Params, TrainParams
-from refinelab.distribution import Distribution, adapt_to_multi_worker, make_distribution
+from refinelab.distribution import Distribution, adapt_to_multi_worker, code_identity, make_distribution
 from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, model_summary, transfer_base
 from refinelab.optimizers import make_optimizer
-from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks
+from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks, short_last_batch
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
 from refinelab.resume import TrainingBackup, data_identity
 
@@ -282,7 +282,8 @@ def train(
     limit_threads()
     distribution = make_distribution(params.train.distribute)
     seed_everything(params.seed)
-    with distribution.outputs(model_path, live_dir, timing_path, model_metrics_path) as outputs:
+    with distribution.outputs(model_path, live_dir, timing_path, model_metrics_path) as outputs, \
+            distribution.failures_reported():
         return fit_and_save(params, distribution, train_dir, prepared_dir, *outputs)
 
 
@@ -309,10 +310,17 @@ def fit_and_save(
     # A stream of epochs, each epoch's order keyed by (seed, epoch): a killed run continues from where it
     # stopped, and every worker of a cluster draws the same order.
     keyed_epochs = backup is not None or distribution.task is not None
+    steps_per_epoch = schedule.steps_per_epoch
+    if distribution.task is not None:
+        left_out = short_last_batch(len(train_split), schedule.batch_size, distribution.replicas)
+        steps_per_epoch = math.ceil((len(train_split) - left_out) / schedule.batch_size)
+        if left_out:
+            log.info("each epoch leaves out %d image(s), drawn afresh: a last batch of %d for %d replicas would "
+                     "leave one with none", left_out, left_out, distribution.replicas)
 
     if distribution.task is not None:
-        distribution.check_same_training({"params": params.resolved(),
-                                          "data": data_identity(train_dir, prepared_dir)})
+        distribution.check_same_training({"params": params.resolved(), "data": data_identity(train_dir, prepared_dir),
+                                          "code": code_identity()})
     with distribution.scope():
         model = build_model(
             params.architecture,
@@ -339,7 +347,7 @@ def fit_and_save(
             live.step = epochs_done  # dvclive resumes at step 0 after one epoch (it reads step 0 as none logged).
             live.summary["resumed_after_epoch"] = epochs_done
         for phase in (phase for phase in phases if phase.first < until):
-            compile_for_phase(model, params, phase, schedule.steps_per_epoch)
+            compile_for_phase(model, params, phase, steps_per_epoch)
             log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, min(phase.last, until))
             first_epoch = max(phase.first, epochs_done) if keyed_epochs else None
             train_data = distribution.distribute(lambda share: make_dataset(
@@ -348,7 +356,7 @@ def fit_and_save(
             ), weights)
             model.fit(
                 train_data,
-                steps_per_epoch=schedule.steps_per_epoch if keyed_epochs else None,
+                steps_per_epoch=steps_per_epoch if keyed_epochs else None,
                 validation_data=validation_data,
                 initial_epoch=phase.first,
                 epochs=min(phase.last, until),
