@@ -111,6 +111,9 @@ def tf_dataset(
         # Cut here, from the same batches of indices on every worker: tf.data's automatic sharding
         # rewrites the pipeline and, with the shuffle, gave workers overlapping images.
         def parts(indices: tf.Tensor) -> tf.data.Dataset:
+            # In index order, as a batch is gathered: each part is then the slice of the batch that a
+            # one-machine strategy (MirroredStrategy) gives the same replica.
+            indices = tf.sort(indices)
             size = tf.size(indices, out_type=tf.int64)
             bounds = tf.range(share.first, share.first + share.count + 1, dtype=tf.int64) * size // share.total
             return tf.data.Dataset.from_tensor_slices((bounds[:-1], bounds[1:])).map(
