@@ -183,7 +183,6 @@ class Distribution:
                 f"{TF_CONFIG_ENV}); run every worker on the same commit, params.yaml and data (`dvc pull`)"
             )
 
-
     @contextlib.contextmanager
     def failures_reported(self) -> Iterator[None]:
         """A cluster's lost worker as one clear error: TensorFlow stops the others at their next
