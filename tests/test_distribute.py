@@ -4,6 +4,7 @@ as on a machine with two GPUs), and the strategies that are refused up front."""
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 
@@ -54,10 +55,10 @@ TWO_WORKERS = {"worker": ["localhost:2222", "localhost:2223"]}
 
 @pytest.mark.parametrize("environ, expected", [
     ({}, None),
-    (tf_config(TWO_WORKERS), ClusterTask("worker", 0, 2, True)),
-    (tf_config(TWO_WORKERS, index=1), ClusterTask("worker", 1, 2, False)),
-    (tf_config({"chief": ["a:1"], **TWO_WORKERS}, "chief"), ClusterTask("chief", 0, 3, True)),
-    (tf_config({"chief": ["a:1"], **TWO_WORKERS}), ClusterTask("worker", 0, 3, False)),  # The chief is "chief".
+    (tf_config(TWO_WORKERS), ClusterTask("worker", 0, 2, True, "localhost:2222")),
+    (tf_config(TWO_WORKERS, index=1), ClusterTask("worker", 1, 2, False, "localhost:2223")),
+    (tf_config({"chief": ["a:1"], **TWO_WORKERS}, "chief"), ClusterTask("chief", 0, 3, True, "a:1")),
+    (tf_config({"chief": ["a:1"], **TWO_WORKERS}), ClusterTask("worker", 0, 3, False, "localhost:2222")),  # The chief is "chief".
 ])
 def test_tf_config_names_this_process_task_and_whether_it_writes_the_outputs(environ, expected):
     assert cluster_task(environ) == expected
@@ -65,8 +66,9 @@ def test_tf_config_names_this_process_task_and_whether_it_writes_the_outputs(env
 
 def test_a_localhost_cluster_names_each_worker_once_and_worker_0_is_the_chief():
     tasks = [cluster_task({"TF_CONFIG": tf_config}) for tf_config in localhost_cluster(3)]
-    assert tasks == [ClusterTask("worker", index, 3, index == 0) for index in range(3)]
-    assert len(set(json.loads(localhost_cluster(3)[0])["cluster"]["worker"])) == 3
+    assert [(task.role, task.index, task.workers, task.is_chief) for task in tasks] == [
+        ("worker", index, 3, index == 0) for index in range(3)]
+    assert len({task.address for task in tasks}) == 3
 
 
 @pytest.mark.parametrize("environ, message", [
@@ -128,7 +130,7 @@ def test_only_a_last_batch_smaller_than_the_replica_count_is_left_out(count, bat
 def test_a_lost_worker_is_one_error_naming_the_cluster():
     import tensorflow as tf
 
-    distribution = Distribution(task=ClusterTask("worker", 0, 2, True))
+    distribution = Distribution(task=ClusterTask("worker", 0, 2, True, "localhost:2222"))
     with pytest.raises(ClusterError, match="another worker of TF_CONFIG's cluster stopped") as error:
         with distribution.failures_reported():
             raise tf.errors.UnavailableError(None, None, "Collective ops is aborted by: recvmsg:Connection reset\nmore")
@@ -236,3 +238,19 @@ def test_two_replicas_train_the_same_model_in_one_process_or_as_two_workers_on_l
         assert status == 2
         assert "the workers' params, data or code differ" in log
     assert not (other / "models" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_a_worker_whose_port_is_taken_says_so_in_one_line(tmp_path):
+    prepared = write_prepared(tmp_path / "prepared", (12, 12, 1), 3)
+    project = project_with(tmp_path / "project", train={"distribute": "multi_worker"}, epochs=1)
+    with socket.socket() as busy:
+        busy.bind(("localhost", 0))
+        busy.listen()
+        address = f"localhost:{busy.getsockname()[1]}"
+        tf_config = json.dumps({"cluster": {"worker": [address, "localhost:1"]}, "task": {"type": "worker", "index": 0}})
+        result = subprocess.run(train_command(prepared), cwd=project, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "TF_CONFIG": tf_config, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"TF_CONFIG: this worker 0 cannot serve the cluster on {address}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -48,6 +48,7 @@ class ClusterTask:
     index: int
     workers: int  # Processes in the cluster, the chief included.
     is_chief: bool
+    address: str  # host:port this process serves the cluster on.
 
     def __str__(self) -> str:
         return f"{self.role} {self.index}"
@@ -82,7 +83,8 @@ def cluster_task(environ: Any = os.environ) -> ClusterTask | None:
         raise ParamsError(f"{TF_CONFIG_ENV}: task {task!r} is not in the cluster "
                           f"({', '.join(f'{r}: {len(a)}' for r, a in cluster.items())})")
     is_chief = role == "chief" if "chief" in cluster else index == 0
-    return ClusterTask(role, index, sum(len(addresses) for addresses in cluster.values()), is_chief)
+    return ClusterTask(role, index, sum(len(addresses) for addresses in cluster.values()), is_chief,
+                       cluster[role][index])
 
 
 def localhost_cluster(workers: int) -> list[str]:
@@ -246,8 +248,12 @@ def make_distribution(distribute: str) -> Distribution:
     if distribute == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return Distribution(tf.distribute.MirroredStrategy([device.name for device in devices]))
-    log.info("%s of a %d-worker cluster: waiting for every worker to start", task, task.workers)
-    return Distribution(tf.distribute.MultiWorkerMirroredStrategy(), task)
+    log.info("%s of a %d-worker cluster (%s): waiting for every worker to start", task, task.workers, task.address)
+    try:
+        return Distribution(tf.distribute.MultiWorkerMirroredStrategy(), task)
+    except tf.errors.OpError as exc:  # Typically the port is taken: "Could not start gRPC server".
+        raise ClusterError(f"{TF_CONFIG_ENV}: this {task} cannot serve the cluster on {task.address} "
+                           f"({exc.message.strip().splitlines()[0]}); is the port in use?") from exc
 
 
 def adapt_to_multi_worker(model: Any, distribution: Distribution) -> None:
