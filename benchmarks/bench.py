@@ -8,7 +8,11 @@ measured in the same run; absolute figures follow, with the machine named. Entri
   with the same batch size, epochs, optimizer and schedule, then ``model.evaluate`` on the test split.
 - ``refinelab_default``: ``dvc repro`` of the committed params.yaml in a fresh copy of the project.
 - ``tutorial_cnn``: the seed tutorial CNN (``-S model=cnn -S epochs=15``), a ``dvc exp run`` in the same copy.
-- ``best_preset``: the strongest preset measured so far (``BEST_PRESET``), also a ``dvc exp run``.
+- ``best_preset``: the strongest preset measured so far (``BEST_PRESET``; ``--preset`` tries another), also
+  a ``dvc exp run``.
+
+``--backend jax`` runs every entry on Keras' JAX backend (``-S backend=jax``; the peer is fed numpy
+arrays, Keras' own path there), and needs no TensorFlow: what a GPU machine with JAX runs.
 
 Every stage's wall time and peak RSS are taken by a stand-in ``python`` on the PATH that the stage
 commands of dvc.yaml run through. Results go to ``benchmarks/results/<time>.json`` and the table to
@@ -17,12 +21,14 @@ minute) checks that this script works and writes only under ``--out``; ``make te
 
     python benchmarks/bench.py             # the full benchmark (Fashion-MNIST; about an hour on 2 cores)
     python benchmarks/bench.py --quick --out /tmp/bench
+    python benchmarks/bench.py --backend jax   # e.g. on a GPU machine: its table gets a section of its own
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -57,21 +63,32 @@ STAGE_PROBE = textwrap.dedent("""\
 """)
 
 
-def machine() -> dict[str, str | int | None]:
-    """What the figures were measured on."""
-    import keras
-    import tensorflow as tf
+def installed(*names: str) -> str | None:
+    """The version of the first of ``names`` installed (importing nothing), or None."""
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return None
 
+
+def machine(backend: str = "tensorflow") -> dict[str, str | int | None]:
+    """What the figures were measured on (without importing a backend: TensorFlow may be absent)."""
     cpu = platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                     if line.startswith("model name")), cpu)
-    gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-            for gpu in tf.config.list_physical_devices("GPU")]
+    try:
+        gpus = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=60).stdout.split("\n")
+    except (OSError, subprocess.TimeoutExpired):
+        gpus = []
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__, "backend": keras.backend.backend(),
-            "gpu": ", ".join(gpus) or None}
+            "tensorflow": installed("tensorflow", "tensorflow-cpu"), "jax": installed("jax"),
+            "keras": installed("keras"), "backend": backend,
+            "gpu": ", ".join(name.strip() for name in gpus if name.strip()) or None}
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -115,8 +132,10 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
     probe.write_text(STAGE_PROBE.format(python=sys.executable))
     probe.chmod(0o755)
     log.unlink(missing_ok=True)
+    # The project's own src first, then whatever the caller's PYTHONPATH holds (e.g. carried packages).
+    python_path = os.pathsep.join(filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PATH=f"{probe_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=str(project / "src"), REFINELAB_BENCH_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="2")
+               PYTHONPATH=python_path, REFINELAB_BENCH_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="2")
     started = time.perf_counter()
     run([sys.executable, "-m", "dvc", *command], project, env)
     wall = time.perf_counter() - started
@@ -127,13 +146,15 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
                                                "peak_rss_mb": round(record["peak_rss_mb"])}
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     resolved = json.loads((project / "models/params.json").read_text())
-    train_seconds = json.loads((project / "metrics/timing.json").read_text())["train_time"]
+    timing = json.loads((project / "metrics/timing.json").read_text())
+    train_seconds = timing["train_time"]
     epochs_run = len((project / "metrics/train/plots/metrics/train/loss.tsv").read_text().splitlines()) - 1
     return {
         "command": "dvc " + " ".join(command),
         "wall_seconds": round(wall, 1),
         "train_seconds": train_seconds,
         "train_images_per_second": round(resolved["training"]["train_images"] * epochs_run / train_seconds, 1),
+        "epoch_seconds": timing["epoch_time"],
         "epochs": epochs_run,
         "batch_size": resolved["batch_size"],
         "test_accuracy": evaluation["accuracy"],
@@ -143,11 +164,11 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
 
 
 def keras_peer(project: Path) -> dict:
-    """Bare Keras on the default run's data and architecture (run in its own process by main)."""
+    """Bare Keras on the default run's data and architecture (run in its own process by main, with
+    KERAS_BACKEND set): ``tf.data`` from the arrays on TensorFlow, the arrays themselves on other backends."""
     started = time.perf_counter()
     import keras
     import numpy as np
-    import tensorflow as tf
 
     resolved = json.loads((project / "models/params.json").read_text())
     prepared = project / "data/prepared"
@@ -157,28 +178,45 @@ def keras_peer(project: Path) -> dict:
     model = keras.models.clone_model(keras.models.load_model(project / "models/model.keras", compile=False))
     batch_size, epochs = resolved["batch_size"], resolved["epochs"]
 
-    def dataset(split: str, shuffle: bool) -> tf.data.Dataset:
-        images, labels = arrays[split]
-        data = tf.data.Dataset.from_tensor_slices((images, labels))
-        if shuffle:
-            data = data.shuffle(len(labels), seed=resolved["seed"], reshuffle_each_iteration=True)
-        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        def batches(split: str, shuffle: bool) -> tf.data.Dataset:
+            images, labels = arrays[split]
+            dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+            if shuffle:
+                dataset = dataset.shuffle(len(labels), seed=resolved["seed"], reshuffle_each_iteration=True)
+            return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+        train, validation, test = {"x": batches("train", True)}, batches("validation", False), {"x": batches("test", False)}
+    else:
+        def floats(split: str) -> tuple:
+            return arrays[split][0].astype("float32"), arrays[split][1]
+
+        train = dict(zip("xy", floats("train")), batch_size=batch_size, shuffle=True)
+        validation, test = floats("validation"), dict(zip("xy", floats("test")), batch_size=batch_size)
 
     steps = -(-len(arrays["train"][1]) // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(resolved["learning_rate"], decay_steps=steps * epochs)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
+    epoch_ends = []
     fit_started = time.perf_counter()
-    model.fit(dataset("train", True), validation_data=dataset("validation", False), epochs=epochs, verbose=0)
+    model.fit(**train, validation_data=validation, epochs=epochs, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: epoch_ends.append(time.perf_counter()))])
     train_seconds = time.perf_counter() - fit_started
-    _, accuracy = model.evaluate(dataset("test", False), verbose=0)
+    # As refinelab's epoch_time: the median epoch after the first (which compiles), validation included.
+    epoch_seconds = float(np.median(np.diff(epoch_ends))) if len(epoch_ends) > 1 else train_seconds
+    _, accuracy = model.evaluate(**test, verbose=0)
     import resource
 
+    feed = "tf.data from memory" if keras.backend.backend() == "tensorflow" else "numpy arrays"
     return {
-        "command": "keras: clone_model + tf.data from memory + model.fit",
+        "command": f"keras ({keras.backend.backend()}): clone_model + {feed} + model.fit",
         "wall_seconds": round(time.perf_counter() - started, 1),
         "train_seconds": round(train_seconds, 1),
         "train_images_per_second": round(len(arrays["train"][1]) * epochs / train_seconds, 1),
+        "epoch_seconds": round(epoch_seconds, 2),
         "epochs": epochs,
         "batch_size": batch_size,
         "test_accuracy": round(float(accuracy), 4),
@@ -197,13 +235,14 @@ def with_ratios(results: dict[str, dict]) -> dict[str, dict]:
 def table(report: dict) -> str:
     lines = [
         "| entry | wall time ÷ peer's | training images/s ÷ peer's | test accuracy | wall s | train s | "
-        "training images/s | epochs | batch | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "s per epoch | training images/s | epochs | batch | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in report["results"].items():
         lines.append(
             f"| {name} | {entry['wall_vs_peer']:.2f} | {entry['train_speed_vs_peer']:.3f} | "
             f"{entry['test_accuracy']:.4f} | {entry['wall_seconds']:.0f} | {entry['train_seconds']:.0f} | "
+            f"{entry['epoch_seconds']:.2f} | "
             f"{entry['train_images_per_second']:.0f} | {entry['epochs']} | {entry['batch_size']} | "
             f"{entry['peak_rss_mb']} |"
         )
@@ -211,16 +250,22 @@ def table(report: dict) -> str:
     lines += ["", "refinelab_default per stage (wall s / peak RSS MB): "
               + ", ".join(f"{name} {s['seconds']:.0f} / {s['peak_rss_mb']}" for name, s in stages.items())]
     found = report["machine"]
+    versions = ", ".join(f"{name} {found[key]}" for name, key in (("TensorFlow", "tensorflow"), ("JAX", "jax"))
+                         if found.get(key))
     lines += ["", f"Machine: {found['cpu']}, {found['cores']} cores, GPU: {found['gpu'] or 'none'}; Python "
-              f"{found['python']}, TensorFlow {found['tensorflow']}, Keras {found['keras']} ({found['backend']} "
+              f"{found['python']}, {versions or 'no TensorFlow, no JAX'}, Keras {found['keras']} ({found['backend']} "
               f"backend). {report['mode']} run of {report['date']}."]
     return "\n".join(lines) + "\n"
 
 
 def write_markdown(path: Path, report: dict) -> None:
-    """Replace the generated table in ``path`` (between its markers), keeping the text around it."""
-    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
+    """Replace the generated table in ``path`` (between its markers), keeping the text around it. A run
+    on a GPU has markers of its own: it adds its table (at the end the first time) and leaves the CPU's."""
+    section = "bench:gpu" if report["machine"]["gpu"] else "bench"
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start not in text:
+        text = f"{text.rstrip()}\n\n{start}\n{end}\n"
     before, rest = text.split(start, 1)
     after = rest.split(end, 1)[1]
     path.write_text(f"{before}{start}\n{table(report)}{end}{after}")
@@ -233,13 +278,19 @@ def main() -> None:
                         "and BENCHMARKS.md; with --quick, a temporary folder)")
     parser.add_argument("--entries", nargs="*", choices=ENTRIES[2:], help="which of the presets to run besides "
                         "the default and the peer (default: all of them, none with --quick; --entries alone: none)")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow",
+                        help="Keras' backend for every entry (jax: no TensorFlow needed)")
+    parser.add_argument("--preset", nargs="+", action="append", metavar="KEY=VALUE",
+                        help=f"the best_preset entry's -S assignments (default: {' '.join(BEST_PRESET)}); given "
+                        "again, candidates side by side: best_preset_2, ...")
     parser.add_argument("--peer-of", type=Path, help=argparse.SUPPRESS)  # Internal: the peer's own process.
     args = parser.parse_args()
+    os.environ["KERAS_BACKEND"] = args.backend  # For the peer, which imports Keras.
     if args.peer_of:
         print(json.dumps(keras_peer(args.peer_of)))
         return
 
-    overrides = QUICK if args.quick else []
+    overrides = (QUICK if args.quick else []) + ([f"backend={args.backend}"] if args.backend != "tensorflow" else [])
     presets = args.entries if args.entries is not None else ([] if args.quick else list(ENTRIES[2:]))
     out = args.out or (Path(tempfile.mkdtemp(prefix="refinelab-bench-")) if args.quick else None)
     with tempfile.TemporaryDirectory(prefix="refinelab-bench-") as scratch:
@@ -249,18 +300,20 @@ def main() -> None:
         # The default run first: the peer trains on its prepared arrays and its architecture.
         results["refinelab_default"] = pipeline_run(project, exp_run(overrides) if overrides else ["repro"], log)
         print(f"refinelab_default: {json.dumps(results['refinelab_default'])}", flush=True)
-        peer = subprocess.run([sys.executable, __file__, "--peer-of", str(project)], capture_output=True, text=True,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        peer = subprocess.run([sys.executable, __file__, "--backend", args.backend, "--peer-of", str(project)],
+                              capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         if peer.returncode != 0:
             raise RuntimeError(f"the Keras peer failed:\n{peer.stderr[-3000:]}")
         results["keras_peer"] = json.loads(peer.stdout.strip().splitlines()[-1])
         print(f"keras_peer: {json.dumps(results['keras_peer'])}", flush=True)
-        for name, changes in (("tutorial_cnn", TUTORIAL_CNN), ("best_preset", BEST_PRESET)):
-            if name in presets:
+        candidates = [("best_preset" + (f"_{number}" if number > 1 else ""), changes)
+                      for number, changes in enumerate(args.preset or [BEST_PRESET], start=1)]
+        for name, changes in [("tutorial_cnn", TUTORIAL_CNN), *candidates]:
+            if name.rstrip("_0123456789") in presets:
                 results[name] = pipeline_run(project, exp_run(changes, overrides), log)
                 print(f"{name}: {json.dumps(results[name])}", flush=True)
     report = {"mode": "quick" if args.quick else "full", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": machine(), "results": with_ratios(results)}
+              "machine": machine(args.backend), "results": with_ratios(results)}
     results_dir = out or ROOT / "benchmarks" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{report['date'].replace(':', '')}-{report['mode']}.json").write_text(json.dumps(report, indent=2) + "\n")

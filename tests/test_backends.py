@@ -89,3 +89,30 @@ def test_train_evaluate_and_predict_run_on_jax_without_tensorflow(tmp_path):
         Image.fromarray(image).save(tmp_path / "photos" / f"{index}.png")
     predicted = run_without_tensorflow(ROOT / "src/refinelab/cli.py", "predict", "photos", "--json")
     assert len(json.loads(predicted.stdout)["predictions"]) == 3
+
+
+COMPILED_AGAINST_EAGER = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np
+from refinelab.augmentation import CompiledAugmenter, build_augmenter
+from refinelab.config import AugmentParams
+
+settings = AugmentParams()
+images = np.random.default_rng(0).integers(0, 256, (16, 12, 12, 1)).astype(np.float32)
+ops = ["flip_horizontal", "shift", "cutout", "rotation", "noise"]
+eager, compiled = (build_augmenter(ops, settings, seed=5, online=True) for _ in range(2))
+wrapped = CompiledAugmenter(compiled)
+for call in range(3):
+    expected, got = np.asarray(eager(images)), np.asarray(wrapped(images))
+    assert not np.array_equal(got, images), call
+    np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=f"call {call}")
+print("same draws")
+"""
+
+
+def test_the_compiled_augmenter_draws_what_the_eager_layers_draw_call_after_call():
+    pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]'); CI runs TensorFlow only")
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", COMPILED_AGAINST_EAGER], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "same draws" in result.stdout, result.stderr[-3000:]

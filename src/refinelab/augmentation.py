@@ -181,6 +181,29 @@ def online_augmenter(params: Params) -> keras.layers.Pipeline | None:
     return build_augmenter(params.augment.online, params.augment, params.seed, online=True)
 
 
+class CompiledAugmenter:
+    """An augmenter run as one XLA-compiled function on JAX, where calling the layers runs them op by op
+    (measured on a 2-core CPU, 128 images through flip, shift and cutout: 14 ms a batch eager, 2.7 ms
+    compiled). The random state goes in and out of each call and back into the layers' seed generators,
+    so the draws are the eager ones (the pixels agree to float rounding). TensorFlow needs none of
+    this: ``tf.data`` traces the augmenter into its graph."""
+
+    def __init__(self, augmenter: keras.layers.Layer):
+        import jax
+
+        self.augmenter = augmenter
+        self.function = jax.jit(lambda state, images: augmenter.stateless_call([], state, images, training=True))
+
+    def __call__(self, images):
+        if not self.augmenter.built:
+            self.augmenter.build(images.shape)
+        state = self.augmenter.non_trainable_variables
+        images, new_state = self.function([variable.value for variable in state], images)
+        for variable, value in zip(state, new_state):
+            variable.assign(value)
+        return images
+
+
 def offline_augmenters(params: Params) -> list[keras.layers.Pipeline]:
     """One augmenter per offline copy: ``copies`` per entry, each with its own seed."""
     settings = params.augment
