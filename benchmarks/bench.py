@@ -243,11 +243,11 @@ def table(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in report["results"].items():
+        epoch_seconds = f"{entry['epoch_seconds']:.2f}" if "epoch_seconds" in entry else "n/a"  # Before 2026-11-24.
         lines.append(
             f"| {name} | {entry['wall_vs_peer']:.2f} | {entry['train_speed_vs_peer']:.3f} | "
             f"{entry['test_accuracy']:.4f} | {entry['wall_seconds']:.0f} | {entry['train_seconds']:.0f} | "
-            f"{entry['epoch_seconds']:.2f} | "
-            f"{entry['train_images_per_second']:.0f} | {entry['epochs']} | {entry['batch_size']} | "
+            f"{epoch_seconds} | {entry['train_images_per_second']:.0f} | {entry['epochs']} | {entry['batch_size']} | "
             f"{entry['peak_rss_mb']} |"
         )
     stages = report["results"]["refinelab_default"]["stages"]
