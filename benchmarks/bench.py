@@ -32,6 +32,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -95,11 +96,13 @@ def machine(backend: str = "tensorflow") -> dict[str, str | int | None]:
             "gpu": ", ".join(name.strip() for name in gpus if name.strip()) or None}
 
 
-def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run ``command``; its output (stdout, then stderr)."""
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
                            f"{result.stderr[-3000:]}")
+    return result.stdout + result.stderr
 
 
 def project_copy(destination: Path) -> Path:
@@ -141,8 +144,10 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
     env = dict(os.environ, PATH=f"{probe_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                PYTHONPATH=python_path, REFINELAB_BENCH_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="2")
     started = time.perf_counter()
-    run([sys.executable, "-m", "dvc", *command], project, env)
+    output = run([sys.executable, "-m", "dvc", *command], project, env)
     wall = time.perf_counter() - started
+    # The train stage's log line (refinelab.training.TrainingTimer); none when DVC skipped the stage.
+    epoch_lines = re.findall(r"([0-9.]+) s per epoch after the first", output)
     stages = {}
     for line in log.read_text().splitlines():
         record = json.loads(line)
@@ -150,15 +155,14 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
                                                "peak_rss_mb": round(record["peak_rss_mb"])}
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     resolved = json.loads((project / "models/params.json").read_text())
-    timing = json.loads((project / "metrics/timing.json").read_text())
-    train_seconds = timing["train_time"]
+    train_seconds = json.loads((project / "metrics/timing.json").read_text())["train_time"]
     epochs_run = len((project / "metrics/train/plots/metrics/train/loss.tsv").read_text().splitlines()) - 1
     return {
         "command": "dvc " + " ".join(command),
         "wall_seconds": round(wall, 1),
         "train_seconds": train_seconds,
         "train_images_per_second": round(resolved["training"]["train_images"] * epochs_run / train_seconds, 1),
-        "epoch_seconds": timing["epoch_time"],
+        "epoch_seconds": float(epoch_lines[-1]) if epoch_lines else None,
         "epochs": epochs_run,
         "batch_size": resolved["batch_size"],
         "test_accuracy": evaluation["accuracy"],
@@ -209,7 +213,7 @@ def keras_peer(project: Path) -> dict:
     model.fit(**train, validation_data=validation, epochs=epochs, verbose=0,
               callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: epoch_ends.append(time.perf_counter()))])
     train_seconds = time.perf_counter() - fit_started
-    # As refinelab's epoch_time: the median epoch after the first (which compiles), validation included.
+    # As refinelab's train log line: the median epoch after the first (which compiles), validation included.
     epoch_seconds = float(np.median(np.diff(epoch_ends))) if len(epoch_ends) > 1 else train_seconds
     _, accuracy = model.evaluate(**test, verbose=0)
     import resource
@@ -243,7 +247,8 @@ def table(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in report["results"].items():
-        epoch_seconds = f"{entry['epoch_seconds']:.2f}" if "epoch_seconds" in entry else "n/a"  # Before 2026-11-24.
+        # None: train was skipped; absent: measured before 2026-11-24.
+        epoch_seconds = "n/a" if entry.get("epoch_seconds") is None else f"{entry['epoch_seconds']:.2f}"
         lines.append(
             f"| {name} | {entry['wall_vs_peer']:.2f} | {entry['train_speed_vs_peer']:.3f} | "
             f"{entry['test_accuracy']:.4f} | {entry['wall_seconds']:.0f} | {entry['train_seconds']:.0f} | "

@@ -28,6 +28,34 @@ def test_the_quick_benchmark_measures_every_entry_against_the_peer(tmp_path):
     assert {"prepare", "augment", "train", "evaluate", "plot"} <= set(default["stages"])
     for entry in report["results"].values():
         assert entry["epochs"] == 1 and 0 <= entry["test_accuracy"] <= 1 and entry["peak_rss_mb"] > 0
+        assert entry["epoch_seconds"] > 0  # refinelab's from its train log line, the peer's measured.
     assert default["batch_size"] == peer["batch_size"]
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| refinelab_default |" in table and "Machine:" in table
+
+
+def test_a_gpu_run_writes_a_table_of_its_own_and_keeps_the_cpu_one(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench import write_markdown
+
+    entry = {"wall_seconds": 10.0, "train_seconds": 8.0, "train_images_per_second": 100.0, "epochs": 1,
+             "batch_size": 8, "test_accuracy": 0.5, "peak_rss_mb": 10, "wall_vs_peer": 1.0, "train_speed_vs_peer": 1.0,
+             "stages": {"train": {"seconds": 8.0, "peak_rss_mb": 10}}}
+    machine = {"cpu": "some CPU", "cores": 2, "python": "3.11", "tensorflow": "2.21.0", "jax": None, "keras": "3.15.1",
+               "backend": "tensorflow", "gpu": None}
+
+    def report(gpu, accuracy):
+        results = {"refinelab_default": {**entry, "test_accuracy": accuracy}, "keras_peer": entry}
+        return {"mode": "full", "date": "now", "machine": {**machine, "gpu": gpu}, "results": results}
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n\n## Notes\n\nkept\n")
+    write_markdown(path, report(None, 0.25))
+    write_markdown(path, report("NVIDIA H100", 0.75))
+    write_markdown(path, report("NVIDIA H100", 0.875))  # Replaces the GPU table, adds no second one.
+    text = path.read_text()
+    assert "old" not in text and "kept" in text and text.count("<!-- bench:gpu:start -->") == 1
+    cpu_table, gpu_table = text.split("<!-- bench:start -->")[1], text.split("<!-- bench:gpu:start -->")[1]
+    assert "| 0.2500 |" in cpu_table.split("<!-- bench:end -->")[0] and "GPU: none" in cpu_table
+    assert "| 0.8750 |" in gpu_table and "0.7500" not in gpu_table and "GPU: NVIDIA H100" in gpu_table
+    assert "| n/a |" in gpu_table  # Entries measured before epoch_seconds existed.

@@ -43,7 +43,7 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     assert model_size["total_params"] == sum(layer["params"] for layer in model_size["layers"]) > 0
     training = json.loads((project / "metrics/train/metrics.json").read_text())
     assert set(training) >= {"train", "eval"} and "train_time" not in training
-    assert set(json.loads((project / "metrics/timing.json").read_text())) == {"train_time", "epoch_time"}
+    assert set(json.loads((project / "metrics/timing.json").read_text())) == {"train_time"}
     assert (project / "metrics/confusion.csv").read_text().count("\n") == 201  # header + limit rows
     resolved = json.loads((project / "models/params.json").read_text())
     assert resolved["dropout"] == tiny_raw_params["dropout"] and len(resolved["class_names"]) == 10

@@ -139,13 +139,14 @@ class TrainingTimer(keras.callbacks.Callback):
         self.epochs += len(self.model.history.epoch) if self.model.history else 0
 
     def record(self, train_images: int) -> dict[str, float]:
-        """The timing file's content (columns of `dvc exp show`), and a log line: the training time, and
-        the median epoch's (validation included) after the first, which also compiles the model."""
+        """The timing file's content (one key: it is a column of `dvc exp show`, whose table must fit a
+        screen), and a log line that adds the median epoch (validation included) after the first, which
+        also compiles the model (`benchmarks/bench.py` reads it)."""
         steady = self.epoch_seconds[1:] or self.epoch_seconds
-        epoch_time = float(np.median(steady)) if steady else 0.0
         log.info("trained %d epochs in %.1f s (%.0f images/s; %.2f s per epoch after the first)", self.epochs,
-                 self.seconds, train_images * self.epochs / max(self.seconds, 1e-9), epoch_time)
-        return {"train_time": round(self.seconds, 1), "epoch_time": round(epoch_time, 2)}
+                 self.seconds, train_images * self.epochs / max(self.seconds, 1e-9),
+                 float(np.median(steady)) if steady else 0.0)
+        return {"train_time": round(self.seconds, 1)}
 
 
 class RestoredEpochSummary(keras.callbacks.Callback):
