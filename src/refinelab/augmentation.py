@@ -195,8 +195,9 @@ class CompiledAugmenter:
         self.function = jax.jit(lambda state, images: augmenter.stateless_call([], state, images, training=True))
 
     def __call__(self, images):
-        if not self.augmenter.built:
-            self.augmenter.build(images.shape)
+        # stateless_call wants a built layer. A Pipeline has no weights of its own, and its layers create
+        # their random state when made: nothing is left to build (Layer.build would warn that it cannot tell).
+        self.augmenter.built = True
         state = self.augmenter.non_trainable_variables
         images, new_state = self.function([variable.value for variable in state], images)
         for variable, value in zip(state, new_state):

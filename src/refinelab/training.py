@@ -118,25 +118,27 @@ def class_weights(train: TrainParams, labels: np.ndarray) -> dict[int, float] | 
 
 
 class TrainingTimer(keras.callbacks.Callback):
-    """Wall time and epochs of every fit (training phase) of this process, summed, and each epoch's."""
+    """Wall time and epochs of every fit (training phase) of this process, summed, and when each epoch
+    began: an epoch lasts until the next begins (the last one until training ends), so the time of the
+    callbacks that run after this one at an epoch's end (backups, metric logging) is counted in it."""
 
     def __init__(self):
         super().__init__()
         self.started, self.seconds, self.epochs = 0.0, 0.0, 0
-        self.epoch_started, self.epoch_seconds = 0.0, []
+        self.epoch_starts, self.epoch_seconds = [], []
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
+        self.epoch_starts = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch_seconds.append(time.perf_counter() - self.epoch_started)
+        self.epoch_starts.append(time.perf_counter())
 
     def on_train_end(self, logs=None):
-        self.seconds += time.perf_counter() - self.started
+        ended = time.perf_counter()
+        self.seconds += ended - self.started
         self.epochs += len(self.model.history.epoch) if self.model.history else 0
+        self.epoch_seconds += list(np.diff([*self.epoch_starts, ended]))
 
     def record(self, train_images: int) -> dict[str, float]:
         """The timing file's content (one key: it is a column of `dvc exp show`, whose table must fit a
