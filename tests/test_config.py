@@ -250,3 +250,19 @@ def test_the_experiment_table_budget_of_params():
     from refinelab.config import read_params_file
 
     assert len(flatten(read_params_file(ROOT / "params.yaml"))) <= 40
+
+
+@pytest.mark.parametrize(
+    "section, key, value, hint",
+    [
+        (None, "distribute", "mirrored", "distribute: unknown key; did you mean 'train.distribute'?"),
+        ("train", "epochs", 3, "train.epochs: unknown key; did you mean 'epochs'?"),
+        ("data", "label_smoothing", 0.1, "data.label_smoothing: unknown key; did you mean 'train.label_smoothing'?"),
+    ],
+)
+def test_a_key_in_the_wrong_section_is_pointed_to_its_own(raw_params, section, key, value, hint):
+    params = copy.deepcopy(raw_params)
+    (params[section] if section else params)[key] = value
+    with pytest.raises(ParamsError) as caught:
+        parse_params(params)
+    assert hint in str(caught.value)

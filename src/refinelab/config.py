@@ -415,6 +415,18 @@ def tweaked_preset(name: str, preset: BaseModel, tweaks: dict[str, Any]):
         raise ValueError(f"{problems} (tweaking preset {name!r})") from None
 
 
+def _param_paths() -> list[str]:
+    """Every key params.yaml can hold, dotted (``train.distribute``): the top level and its sections."""
+    paths = []
+    for name, field in Params.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            paths += [f"{name}.{key}" for key in section.model_fields]
+        else:
+            paths.append(name)
+    return paths
+
+
 def _known_keys() -> set[str]:
     keys: set[str] = set()
     for model in (
@@ -436,7 +448,10 @@ def _describe(error: dict[str, Any]) -> str:
         location = f"{DATASETS_FILE}: {location}"
     if error["type"] == "extra_forbidden":
         key = str(error["loc"][-1])
-        close = difflib.get_close_matches(key, sorted(_known_keys()), n=1)
+        # A key of params.yaml put in the wrong section: name the one it belongs to (a top-level
+        # `distribute` is `train.distribute`), then the closest known name.
+        elsewhere = [path for path in _param_paths() if path.rsplit(".", 1)[-1] == key and path != location]
+        close = elsewhere or difflib.get_close_matches(key, sorted(_known_keys()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{location}: unknown key{hint}"
     if error["type"] == "value_error":
