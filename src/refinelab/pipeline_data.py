@@ -46,7 +46,7 @@ def default_pipeline() -> str:
 def make_dataset(
     split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None,
     first_epoch: int | None = None, one_hot: int | None = None, max_batches: int | None = None,
-    pipeline: str | None = None, share: BatchShare | None = None,
+    pipeline: str | None = None, share: BatchShare | None = None, replicas: int = 1,
 ) -> Any:
     """Batches of (float32 images in 0-255, labels: int64, or one-hot float32 over ``one_hot`` classes),
     read from ``split`` without copying it whole.
@@ -59,6 +59,8 @@ def make_dataset(
     (``tf.data``: an endless stream of epochs, to fit with ``steps_per_epoch``; ``PyDataset``: Keras
     numbers epochs through :func:`pipeline_callbacks`). ``max_batches`` stops after that many batches,
     never past one epoch. With ``share`` (``tf.data`` only), this worker's parts of every batch.
+    Shuffled training data for ``replicas`` replicas (``share``'s total on a cluster) leaves out an
+    epoch's last batch when it is smaller than that (:func:`short_last_batch`).
     """
     if max_batches is not None:
         max_batches = min(max_batches, math.ceil(len(split) / batch_size))
@@ -69,7 +71,8 @@ def make_dataset(
         return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
     if pipeline != "tf.data":
         raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
-    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches, share)
+    replicas = share.total if share is not None else replicas
+    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches, share, replicas)
 
 
 def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,11 +83,12 @@ def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def tf_dataset(
     split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None, first_epoch: int | None,
-    one_hot: int | None, max_batches: int | None, share: BatchShare | None,
+    one_hot: int | None, max_batches: int | None, share: BatchShare | None, replicas: int,
 ):
     import tensorflow as tf
 
     count = len(split)
+    left_out = short_last_batch(count, batch_size, replicas) if shuffle else 0
 
     def load(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         batch_images, batch_labels = tf.numpy_function(lambda i: gather(split, i), [indices], (tf.uint8, tf.int64))
@@ -93,7 +97,7 @@ def tf_dataset(
         return tf.cast(batch_images, tf.float32), batch_labels
 
     if shuffle and first_epoch is not None:
-        kept = count - (short_last_batch(count, batch_size, share.total) if share else 0)
+        kept = count - left_out
 
         def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
             epoch_seed = tf.stack([tf.constant(seed, tf.int64), epoch])
@@ -103,6 +107,8 @@ def tf_dataset(
         dataset = tf.data.Dataset.range(first_epoch, EPOCH_LIMIT).flat_map(epoch_batches)
     elif shuffle:
         dataset = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+        if left_out:  # The short batch is each epoch's last.
+            dataset = dataset.take(count // batch_size)
     else:
         dataset = tf.data.Dataset.range(count).batch(batch_size)
     if max_batches is not None:

@@ -326,12 +326,13 @@ def fit_and_save(
     # stopped, and every worker of a cluster draws the same order.
     keyed_epochs = backup is not None or distribution.task is not None
     steps_per_epoch = schedule.steps_per_epoch
-    if distribution.task is not None:
-        left_out = short_last_batch(len(train_split), schedule.batch_size, distribution.replicas)
+    # Under a strategy (one machine's MirroredStrategy too) a last batch smaller than the replica count
+    # leaves a replica no image, and batch norm's statistics of none are NaN: measured, NaN weights.
+    left_out = short_last_batch(len(train_split), schedule.batch_size, distribution.replicas)
+    if left_out:
         steps_per_epoch = math.ceil((len(train_split) - left_out) / schedule.batch_size)
-        if left_out:
-            log.info("each epoch leaves out %d image(s), drawn afresh: a last batch of %d for %d replicas would "
-                     "leave one with none", left_out, left_out, distribution.replicas)
+        log.info("each epoch leaves out %d image(s), drawn afresh: a last batch of %d for %d replicas would "
+                 "leave one with none", left_out, left_out, distribution.replicas)
 
     if distribution.task is not None:
         distribution.check_same_training({"params": params.resolved(), "data": data_identity(train_dir, prepared_dir),
@@ -367,7 +368,7 @@ def fit_and_save(
             first_epoch = max(phase.first, epochs_done) if keyed_epochs else None
             train_data = distribution.distribute(lambda share: make_dataset(
                 train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
-                first_epoch=first_epoch, one_hot=one_hot, share=share,
+                first_epoch=first_epoch, one_hot=one_hot, share=share, replicas=distribution.replicas,
             ), weights)
             model.fit(
                 train_data,
