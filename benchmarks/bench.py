@@ -298,6 +298,9 @@ def main() -> None:
                         f"without: {' '.join(BEST_CPU_PRESET)}); given again, candidates side by side: best_preset_2, ...")
     parser.add_argument("--peer-of", type=Path, help=argparse.SUPPRESS)  # Internal: the peer's own process.
     args = parser.parse_args()
+    for assignment in (item for items in args.preset or [] for item in items):
+        if "=" not in assignment:
+            parser.error(f"--preset: expected KEY=VALUE (a dvc exp run -S assignment), got {assignment!r}")
     os.environ["KERAS_BACKEND"] = args.backend  # For the peer, which imports Keras.
     if args.peer_of:
         print(json.dumps(keras_peer(args.peer_of)))

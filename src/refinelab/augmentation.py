@@ -191,13 +191,13 @@ class CompiledAugmenter:
     def __init__(self, augmenter: keras.layers.Layer):
         import jax
 
+        # stateless_call wants a built layer. A Pipeline has no weights of its own, and its layers create
+        # their random state when made: nothing is left to build (Layer.build would warn that it cannot tell).
+        augmenter.built = True
         self.augmenter = augmenter
         self.function = jax.jit(lambda state, images: augmenter.stateless_call([], state, images, training=True))
 
     def __call__(self, images):
-        # stateless_call wants a built layer. A Pipeline has no weights of its own, and its layers create
-        # their random state when made: nothing is left to build (Layer.build would warn that it cannot tell).
-        self.augmenter.built = True
         state = self.augmenter.non_trainable_variables
         images, new_state = self.function([variable.value for variable in state], images)
         for variable, value in zip(state, new_state):

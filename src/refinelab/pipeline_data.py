@@ -66,8 +66,8 @@ def make_dataset(
         max_batches = min(max_batches, math.ceil(len(split) / batch_size))
     pipeline = pipeline or default_pipeline()
     if pipeline == "pydataset":
-        if share is not None:
-            raise ValueError("a share of every batch needs the tf.data pipeline")
+        if share is not None or replicas > 1:
+            raise ValueError("a distribution strategy's batches need the tf.data pipeline")
         return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
     if pipeline != "tf.data":
         raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
