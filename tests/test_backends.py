@@ -116,3 +116,41 @@ def test_the_compiled_augmenter_draws_what_the_eager_layers_draw_call_after_call
     env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
     result = subprocess.run([sys.executable, "-c", COMPILED_AGAINST_EAGER], capture_output=True, text=True, env=env)
     assert result.returncode == 0 and "same draws" in result.stdout, result.stderr[-3000:]
+
+
+def test_the_jax_compilation_cache_goes_to_the_user_cache_folder_unless_set_or_off(monkeypatch, tmp_path):
+    from refinelab.backend import JAX_CACHE_BYTES, keep_jax_compilations
+
+    variables = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                 "JAX_COMPILATION_CACHE_MAX_SIZE", "REFINELAB_JAX_CACHE")
+    for name in variables:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    keep_jax_compilations()
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "refinelab" / "jax")
+    assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(JAX_CACHE_BYTES)
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/the/users/own")  # The user's setting wins.
+    keep_jax_compilations()
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/the/users/own"
+
+    for name in variables:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REFINELAB_JAX_CACHE", "off")
+    keep_jax_compilations()
+    assert not any(name in os.environ for name in variables[:3])
+
+
+@pytest.mark.slow
+def test_batch_norm_and_pipeline_unit_tests_pass_on_jax_too():
+    """The re-estimate and the mode check run compiled on JAX (refinelab.backend.compiled), eagerly on
+    TensorFlow: the same tests, on the other backend."""
+    pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]'); CI runs TensorFlow only")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+         "tests/test_batch_norm.py", "tests/test_pipeline_data.py", "tests/test_evaluation.py::"
+         "test_predictions_come_in_order_without_the_filled_last_batch"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -156,3 +156,16 @@ def test_confusion_counts_agree_with_scikit_learn():
     labels, predicted = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
     labels[labels == 3] = 2  # A class never present, still a row and a column.
     np.testing.assert_array_equal(confusion_counts(labels, predicted, 4), confusion_matrix(labels, predicted, labels=range(4)))
+
+
+def test_predictions_come_in_order_without_the_filled_last_batch():
+    import keras
+
+    from refinelab.pipeline_data import INFERENCE_BATCH, predict
+    from refinelab.prepared import Split
+
+    count = INFERENCE_BATCH + 23  # A last batch of 23, filled up to a whole one.
+    images = (np.arange(count) % 256).astype(np.uint8).reshape(count, 1, 1, 1)
+    model = keras.Sequential([keras.Input((1, 1, 1)), keras.layers.Flatten()])  # Outputs its input.
+    outputs = predict(model, Split(images, np.zeros(count, np.int64)))
+    np.testing.assert_array_equal(outputs[:, 0], images.reshape(-1))

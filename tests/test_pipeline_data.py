@@ -62,3 +62,19 @@ def test_max_batches_stops_early_and_never_past_one_epoch(pipeline):
     split = Split(np.zeros((50, 1, 1, 1), np.uint8), np.arange(50, dtype=np.int64))
     assert len(collect(make_dataset(split, 8, shuffle=True, max_batches=2, pipeline=pipeline))[1]) == 16
     assert len(collect(make_dataset(split, 8, shuffle=True, max_batches=100, pipeline=pipeline))[1]) == 50
+
+
+def test_a_filled_last_batch_repeats_the_last_image_in_order(pipeline):
+    images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1)
+    split = Split(images, np.arange(23, dtype=np.int64))
+    batches = [keras_numpy(labels) for _, labels in make_dataset(split, 5, fill_last_batch=True, pipeline=pipeline)]
+    assert [len(labels) for labels in batches] == [5] * 5  # 23 images and two repeats of the last.
+    assert np.concatenate(batches).tolist() == [*range(23), 22, 22]
+    with pytest.raises(ValueError, match="fill_last_batch is for unshuffled data"):
+        make_dataset(split, 5, shuffle=True, fill_last_batch=True, pipeline=pipeline)
+
+
+def keras_numpy(tensor) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(tensor)

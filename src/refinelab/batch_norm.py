@@ -24,6 +24,7 @@ import logging
 import keras
 import numpy as np
 
+from refinelab.backend import compiled
 from refinelab.pipeline_data import make_dataset
 from refinelab.prepared import Split
 
@@ -34,7 +35,7 @@ KERAS_MOMENTUM = 0.99
 WINDOW_FRACTION_OF_EPOCH = 1 / 3
 MIN_MOMENTUM = 0.5
 RECALIBRATION_IMAGES = 8192
-# Large batches: their statistics are closest to the whole set's, and the eager passes are few.
+# Large batches: their statistics are closest to the whole set's, and the passes are few.
 RECALIBRATION_BATCH = 256
 MODE_CHECK_IMAGES = 512
 
@@ -78,41 +79,54 @@ def recalibrate(model: keras.Model, split: Split, seed: int) -> int:
     layers = batch_norm_layers(model)
     if not layers or len(split) == 0:
         return 0
-    momenta = [layer.momentum for layer in layers]
     batches = make_dataset(split, RECALIBRATION_BATCH, shuffle=True, seed=seed,
                            max_batches=max(1, RECALIBRATION_IMAGES // RECALIBRATION_BATCH))
-    images_used = 0
+    momenta = [layer.momentum for layer in layers]
+    state = model.non_trainable_variables
+    statistics = [variable for layer in layers for variable in (layer.moving_mean, layer.moving_variance)]
+    positions = [next(i for i, variable in enumerate(state) if variable is statistic) for statistic in statistics]
     try:
-        for count, (images, _) in enumerate(batches, 1):
-            # Momentum (k-1)/k turns the moving average into the running mean of the k batches so far.
-            for layer in layers:
-                layer.momentum = (count - 1) / count
-            model(images, training=True)
+        # Momentum 0: a training-mode pass leaves in each layer the statistics of that batch alone.
+        for layer in layers:
+            layer.momentum = 0.0
+        trainable = [variable.value for variable in model.trainable_variables]
+        values = [variable.value for variable in state]
+        training_pass = compiled(lambda trainable, values, images: model.stateless_call(
+            trainable, values, images, training=True)[1])
+        sums = [keras.ops.zeros_like(statistic.value) for statistic in statistics]
+        images_used = batches_used = 0
+        for images, _ in batches:
+            values = training_pass(trainable, values, images)  # Carries dropout's random state on.
+            sums = [total + values[position] for total, position in zip(sums, positions)]
             images_used += int(images.shape[0])
+            batches_used += 1
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
+    for statistic, total in zip(statistics, sums):
+        statistic.assign(total / batches_used)
     log.info("re-estimated the statistics of %d batch-norm layers over %d training images", len(layers), images_used)
     return images_used
 
 
 def mode_accuracies(model: keras.Model, split: Split, batch_size: int, seed: int) -> tuple[float, float] | None:
     """(training-mode, inference-mode) accuracy on up to ``MODE_CHECK_IMAGES`` shuffled images of
-    ``split`` in batches of ``batch_size`` (at least 64: the eager passes are slow, and smaller
-    batches only add noise); None for a model without learning batch-norm layers (the two modes
-    then differ only by dropout). The training-mode pass is stateless: the model is left as it was."""
+    ``split`` in batches of ``batch_size`` (at least 64: smaller batches only add noise); None for a model
+    without learning batch-norm layers (the two modes then differ only by dropout). The passes are
+    stateless: the model is left as it was."""
     if not batch_norm_layers(model) or len(split) == 0:
         return None
     trainable = [variable.value for variable in model.trainable_variables]
     non_trainable = [variable.value for variable in model.non_trainable_variables]
+    both_modes = compiled(lambda trainable, non_trainable, images: [
+        model.stateless_call(trainable, non_trainable, images, training=training)[0] for training in (True, False)])
     correct = {True: 0, False: 0}
     seen = 0
     batch_size = max(batch_size, 64)
     dataset = make_dataset(split, batch_size, shuffle=True, seed=seed, max_batches=max(1, MODE_CHECK_IMAGES // batch_size))
     for images, labels in dataset:
         labels = keras.ops.convert_to_numpy(labels)
-        training_output, _ = model.stateless_call(trainable, non_trainable, images, training=True)
-        for training, output in ((True, training_output), (False, model(images, training=False))):
+        for training, output in zip((True, False), both_modes(trainable, non_trainable, images)):
             correct[training] += int((keras.ops.convert_to_numpy(output).argmax(axis=1) == labels).sum())
         seen += len(labels)
     return correct[True] / seen, correct[False] / seen

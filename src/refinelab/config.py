@@ -138,6 +138,8 @@ THREADS_ENV = "REFINELAB_THREADS"
 # Where training backups live (refinelab.resume); default: beside the model. `refinelab search` points a
 # study's trials at one folder, so that a halving rung continues from the previous rung's backup.
 RESUME_DIR_ENV = "REFINELAB_RESUME_DIR"
+# Where JAX keeps compiled programs between processes (refinelab.backend); "off" keeps none.
+JAX_CACHE_ENV = "REFINELAB_JAX_CACHE"
 
 
 class TrainParams(StrictModel):

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, log_loss, top_k_accuracy_score
 
@@ -15,17 +14,13 @@ from refinelab import health
 from refinelab.errors import DataError
 from refinelab.fileio import atomic_path, read_json
 from refinelab.models import load_trained_model
-from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset
-from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split
+from refinelab.pipeline_data import predict
+from refinelab.prepared import RESOLVED_PARAMS_FILE, load_meta, load_split
 
 log = logging.getLogger(__name__)
 CALIBRATION_BINS = 15
 # Top-k accuracy is reported when there are more than TOP_K classes (with fewer it is trivially 1).
 TOP_K = 5
-
-
-def predict_probabilities(model: keras.Model, split: Split) -> np.ndarray:
-    return model.predict(make_dataset(split, INFERENCE_BATCH), verbose=0)
 
 
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -86,16 +81,16 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path):
     Train accuracy is measured on the prepared (un-augmented) training split: next to the test
     accuracy it measures overfitting, which augmented copies would blur.
     """
-    model = load_trained_model(model_path)
+    model = load_trained_model(model_path, compile=False)  # Only predicts: no optimizer to restore.
     record = training_record(model_path)
     meta = load_meta(prepared_dir)
     class_names = meta["class_names"]
     train = load_split(prepared_dir, "train")
-    train_probabilities = predict_probabilities(model, train)
+    train_probabilities = predict(model, train)
     validation = load_split(prepared_dir, "validation")
-    validation_accuracy = float(accuracy_score(validation.labels, predict_probabilities(model, validation).argmax(1)))
+    validation_accuracy = float(accuracy_score(validation.labels, predict(model, validation).argmax(1)))
     test = load_split(prepared_dir, "test")
-    probabilities = predict_probabilities(model, test)
+    probabilities = predict(model, test)
     test_metrics = classification_metrics(test.labels, probabilities, class_names)
     train_accuracy = float(accuracy_score(train.labels, train_probabilities.argmax(1)))
     training = record.get("training", {})

@@ -46,7 +46,7 @@ def default_pipeline() -> str:
 def make_dataset(
     split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None,
     first_epoch: int | None = None, one_hot: int | None = None, max_batches: int | None = None,
-    pipeline: str | None = None, share: BatchShare | None = None, replicas: int = 1,
+    pipeline: str | None = None, share: BatchShare | None = None, replicas: int = 1, fill_last_batch: bool = False,
 ) -> Any:
     """Batches of (float32 images in 0-255, labels: int64, or one-hot float32 over ``one_hot`` classes),
     read from ``split`` without copying it whole.
@@ -60,19 +60,42 @@ def make_dataset(
     numbers epochs through :func:`pipeline_callbacks`). ``max_batches`` stops after that many batches,
     never past one epoch. With ``share`` (``tf.data`` only), this worker's parts of every batch.
     Shuffled training data for ``replicas`` replicas (``share``'s total on a cluster) leaves out an
-    epoch's last batch when it is smaller than that (:func:`short_last_batch`).
+    epoch's last batch when it is smaller than that (:func:`short_last_batch`). ``fill_last_batch``
+    (unshuffled only) fills the last batch up with repeats of the split's last image: every batch then has
+    one shape (:func:`predict`).
     """
+    if fill_last_batch and shuffle:
+        raise ValueError("fill_last_batch is for unshuffled data: a shuffled stream's batches would differ")
     if max_batches is not None:
         max_batches = min(max_batches, math.ceil(len(split) / batch_size))
     pipeline = pipeline or default_pipeline()
     if pipeline == "pydataset":
         if share is not None or replicas > 1:
             raise ValueError("a distribution strategy's batches need the tf.data pipeline")
-        return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches)
+        return SplitBatches(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches,
+                            fill_last_batch)
     if pipeline != "tf.data":
         raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}")
     replicas = share.total if share is not None else replicas
-    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches, share, replicas)
+    return tf_dataset(split, batch_size, shuffle, seed, augment, first_epoch, one_hot, max_batches, share, replicas,
+                      fill_last_batch)
+
+
+def unshuffled_order(count: int, batch_size: int, fill_last_batch: bool) -> np.ndarray:
+    """0 .. count - 1, then, to fill the last batch, repeats of the last index (it sorts last in
+    :func:`gather`, so the batch keeps this order)."""
+    order = np.arange(count)
+    if fill_last_batch and count % batch_size:
+        order = np.concatenate([order, np.full(batch_size - count % batch_size, count - 1)])
+    return order
+
+
+def predict(model: keras.Model, split: Split) -> np.ndarray:
+    """The model's outputs for the images of ``split``, in order, in batches of ``INFERENCE_BATCH``, the last
+    one filled up (its extra outputs dropped): one batch shape, so JAX compiles the prediction once in a
+    process rather than once for each split's last batch."""
+    outputs = model.predict(make_dataset(split, INFERENCE_BATCH, fill_last_batch=True), verbose=0)
+    return outputs[:len(split)]
 
 
 def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +106,7 @@ def gather(split: Split, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def tf_dataset(
     split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None, first_epoch: int | None,
-    one_hot: int | None, max_batches: int | None, share: BatchShare | None, replicas: int,
+    one_hot: int | None, max_batches: int | None, share: BatchShare | None, replicas: int, fill_last_batch: bool,
 ):
     import tensorflow as tf
 
@@ -110,7 +133,7 @@ def tf_dataset(
         if left_out:  # The short batch is each epoch's last.
             dataset = dataset.take(count // batch_size)
     else:
-        dataset = tf.data.Dataset.range(count).batch(batch_size)
+        dataset = tf.data.Dataset.from_tensor_slices(unshuffled_order(count, batch_size, fill_last_batch)).batch(batch_size)
     if max_batches is not None:
         dataset = dataset.take(max_batches)
     if share is not None:
@@ -149,18 +172,18 @@ class SplitBatches(keras.utils.PyDataset):
 
     def __init__(
         self, split: Split, batch_size: int, shuffle: bool, seed: int, augment: Callable | None,
-        first_epoch: int | None, one_hot: int | None, max_batches: int | None,
+        first_epoch: int | None, one_hot: int | None, max_batches: int | None, fill_last_batch: bool = False,
     ):
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=4)
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
-        self.augment, self.one_hot = augment, one_hot
+        self.augment, self.one_hot, self.fill_last_batch = augment, one_hot, fill_last_batch
         self.batches = math.ceil(len(split) / batch_size) if max_batches is None else max_batches
         self.epoch = first_epoch or 0
         self.order = self.epoch_order()
 
     def epoch_order(self) -> np.ndarray:
         if not self.shuffle:
-            return np.arange(len(self.split))
+            return unshuffled_order(len(self.split), self.batch_size, self.fill_last_batch)
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.split))
 
     @property

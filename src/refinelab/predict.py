@@ -60,7 +60,7 @@ class Predictor:
             raise DataError(f"{params_path}: missing; the train stage writes it beside the model") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{params_path}: no usable class names and preprocessing ({exc!r})") from None
-        return cls(load_trained_model(model_path), class_names, preprocessing)
+        return cls(load_trained_model(model_path, compile=False), class_names, preprocessing)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return self.model.predict(images, verbose=0)

@@ -27,7 +27,7 @@ from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, model_summary, transfer_base
 from refinelab.optimizers import make_optimizer
-from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks, short_last_batch
+from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks, predict, short_last_batch
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
 from refinelab.resume import TrainingBackup, data_identity
 
@@ -420,7 +420,7 @@ def final_validation(
 ) -> list[health.Finding]:
     """Validate the model as it is saved (statistics re-estimated, best epoch restored), put its
     validation loss and accuracy in the summary, and run the health check on them."""
-    probabilities = model.predict(make_dataset(validation, INFERENCE_BATCH), verbose=0)
+    probabilities = predict(model, validation)
     labels = validation.labels
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels)) if len(labels) else 0.0
     loss = health.cross_entropy(labels, probabilities)
