@@ -14,6 +14,9 @@ measured in the same run; absolute figures follow, with the machine named. Entri
 ``--backend jax`` runs every entry on Keras' JAX backend (``-S backend=jax``; the peer is fed numpy
 arrays, Keras' own path there), and needs no TensorFlow: what a GPU machine with JAX runs.
 
+On JAX every entry starts with an empty compilation cache of its own (refinelab.backend keeps compiled
+programs between processes): its figures are those of a first run, which compiles everything.
+
 Every stage's wall time and peak RSS are taken by a stand-in ``python`` on the PATH that the stage
 commands of dvc.yaml run through. Results go to ``benchmarks/results/<time>.json`` and the table to
 BENCHMARKS.md. ``--quick`` (scikit-learn's digits, 1 epoch, the default and the peer only: under a
@@ -146,7 +149,9 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
     # The project's own src first, then whatever the caller's PYTHONPATH holds (e.g. carried packages).
     python_path = os.pathsep.join(filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PATH=f"{probe_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=python_path, REFINELAB_BENCH_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="2")
+               PYTHONPATH=python_path, REFINELAB_BENCH_LOG=str(log), TF_CPP_MIN_LOG_LEVEL="2",
+               REFINELAB_JAX_CACHE=tempfile.mkdtemp(prefix="jax-cache-", dir=project.parent))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # It would win over REFINELAB_JAX_CACHE.
     started = time.perf_counter()
     output = run([sys.executable, "-m", "dvc", *command], project, env)
     wall = time.perf_counter() - started

@@ -13,7 +13,9 @@ def main() -> None:
     parser.add_argument("figures_dir", help="folder for the grids of augmented samples (metrics/augment)")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    with stage_params(args.params, "augment") as params:
+    # Its Keras work is a few preview images, or offline copies once per dataset: on an H100, starting
+    # CUDA and compiling each op for the GPU made this stage 22 s.
+    with stage_params(args.params, "augment", cpu_only=True) as params:
         from refinelab.fileio import write_json
         from refinelab.augmenting import augment
 

@@ -125,9 +125,9 @@ def test_the_jax_compilation_cache_goes_to_the_user_cache_folder_unless_set_or_o
                  "JAX_COMPILATION_CACHE_MAX_SIZE", "REFINELAB_JAX_CACHE")
     for name in variables:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("REFINELAB_CACHE", str(tmp_path))  # refinelab's cache folder (downloads too).
     keep_jax_compilations()
-    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "refinelab" / "jax")
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
     assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
     assert os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(JAX_CACHE_BYTES)
 
@@ -140,6 +140,24 @@ def test_the_jax_compilation_cache_goes_to_the_user_cache_folder_unless_set_or_o
     monkeypatch.setenv("REFINELAB_JAX_CACHE", "off")
     keep_jax_compilations()
     assert not any(name in os.environ for name in variables[:3])
+
+
+def test_cpu_only_keeps_jax_off_the_gpu_unless_the_user_chose(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object() if name == "jax" else real_find_spec(name, *args))
+    monkeypatch.delitem(sys.modules, "keras")  # As in a stage before it imports Keras (restored after the test).
+    for name in ("KERAS_BACKEND", "JAX_PLATFORMS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REFINELAB_JAX_CACHE", "off")
+    select_backend("jax")
+    assert os.environ["KERAS_BACKEND"] == "jax" and "JAX_PLATFORMS" not in os.environ
+    select_backend("jax", cpu_only=True)
+    assert os.environ["JAX_PLATFORMS"] == "cpu"
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    select_backend("jax", cpu_only=True)
+    assert os.environ["JAX_PLATFORMS"] == "cuda"
 
 
 @pytest.mark.slow

@@ -14,15 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from refinelab.config import BACKENDS, JAX_CACHE_ENV
+from refinelab.download import cache_root
 from refinelab.errors import ParamsError
 
 # Bounds the compilation cache; JAX drops the least recently used programs past it.
 JAX_CACHE_BYTES = 2**30
 
 
-def select_backend(name: str) -> None:
+def select_backend(name: str, cpu_only: bool = False) -> None:
     """Make ``name`` Keras' backend. Keras reads KERAS_BACKEND once, when it is imported; a process
-    that imported it already with another backend cannot switch (that is a bug of the caller)."""
+    that imported it already with another backend cannot switch (that is a bug of the caller).
+
+    ``cpu_only``: JAX leaves a GPU alone, for work too small to repay starting CUDA and compiling each
+    op for the GPU (JAX_PLATFORMS, unless the user set it)."""
     if name not in BACKENDS:
         raise ParamsError(f"backend: unknown backend {name!r}; valid: {', '.join(BACKENDS)}")
     if importlib.util.find_spec(name) is None:
@@ -37,17 +41,17 @@ def select_backend(name: str) -> None:
     os.environ["KERAS_BACKEND"] = name
     if name == "jax":
         keep_jax_compilations()
+        if cpu_only:
+            os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 def jax_cache_folder() -> Path | None:
-    """$REFINELAB_JAX_CACHE, else refinelab/jax in the user's cache folder ($XDG_CACHE_HOME or ~/.cache);
-    None for "off"."""
+    """$REFINELAB_JAX_CACHE, else jax/ in refinelab's cache folder (refinelab.download.cache_root); None
+    for "off"."""
     folder = os.environ.get(JAX_CACHE_ENV)
     if folder == "off":
         return None
-    if folder:
-        return Path(folder)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "refinelab", "jax")
+    return Path(folder) if folder else cache_root() / "jax"
 
 
 def keep_jax_compilations() -> None:

@@ -27,9 +27,10 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, err
 
 
 @contextlib.contextmanager
-def stage_params(params_file: str | Path, stage: str) -> Iterator[Params]:
-    """The validated params for the stage's work; the stage fails if the ones it depends on change
-    while it runs.
+def stage_params(params_file: str | Path, stage: str, cpu_only: bool = False) -> Iterator[Params]:
+    """The validated params for the stage's work, Keras' backend chosen (``cpu_only``: see
+    :func:`~refinelab.backend.select_backend`); the stage fails if the params it depends on change while
+    it runs.
 
     DVC reads params.yaml for dvc.lock only after a stage finishes: an edit made meanwhile would be
     recorded beside outputs made with the old values, and ``dvc status`` would call them up to date.
@@ -40,7 +41,7 @@ def stage_params(params_file: str | Path, stage: str) -> Iterator[Params]:
     contents = [path.read_bytes() for path in files]
     before = param_values(config, keys)
     params = parse_params(config, source=str(params_file))
-    select_backend(params.backend)  # Before the stage's work imports Keras.
+    select_backend(params.backend, cpu_only)  # Before the stage's work imports Keras.
     yield params
     after = param_values(read_config(params_file), keys)
     changed = [key for key in keys if before[key] != after[key]]
