@@ -196,6 +196,7 @@ def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
 
 
 def test_training_augments_training_batches_and_never_validation_ones(tmp_path, raw_params, monkeypatch):
+    import refinelab.pipeline_data
     import refinelab.training
 
     prepared = write_prepared(tmp_path / "prepared", (8, 8, 1), 2, counts=(32, 16, 16))
@@ -206,6 +207,7 @@ def test_training_augments_training_batches_and_never_validation_ones(tmp_path, 
         return make_dataset(split, *args, augment=augment, **kwargs)
 
     monkeypatch.setattr(refinelab.training, "make_dataset", recording_make_dataset)
+    monkeypatch.setattr(refinelab.pipeline_data, "make_dataset", recording_make_dataset)  # Its predict().
     raw = copy.deepcopy(raw_params)
     raw.update(epochs=1, batch_size=16, model="smaller")
     raw["augment"].update(mode="online", online=["rotation", "flip_horizontal"])

@@ -118,13 +118,21 @@ def test_the_compiled_augmenter_draws_what_the_eager_layers_draw_call_after_call
     assert result.returncode == 0 and "same draws" in result.stdout, result.stderr[-3000:]
 
 
+def unset_restored_after(monkeypatch, *names: str) -> None:
+    """Unset the variables; the test's end restores them, also where the code under test set them (a
+    plain delenv of an unset variable records nothing to restore: a value set later would leak into
+    the next tests' stage processes)."""
+    for name in names:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_the_jax_compilation_cache_goes_to_the_user_cache_folder_unless_set_or_off(monkeypatch, tmp_path):
     from refinelab.backend import JAX_CACHE_BYTES, keep_jax_compilations
 
     variables = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
                  "JAX_COMPILATION_CACHE_MAX_SIZE", "REFINELAB_JAX_CACHE")
-    for name in variables:
-        monkeypatch.delenv(name, raising=False)
+    unset_restored_after(monkeypatch, *variables)
     monkeypatch.setenv("REFINELAB_CACHE", str(tmp_path))  # refinelab's cache folder (downloads too).
     keep_jax_compilations()
     assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "jax")
@@ -135,8 +143,7 @@ def test_the_jax_compilation_cache_goes_to_the_user_cache_folder_unless_set_or_o
     keep_jax_compilations()
     assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/the/users/own"
 
-    for name in variables:
-        monkeypatch.delenv(name, raising=False)
+    unset_restored_after(monkeypatch, *variables)
     monkeypatch.setenv("REFINELAB_JAX_CACHE", "off")
     keep_jax_compilations()
     assert not any(name in os.environ for name in variables[:3])
@@ -147,9 +154,8 @@ def test_cpu_only_keeps_jax_off_the_gpu_unless_the_user_chose(monkeypatch):
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object() if name == "jax" else real_find_spec(name, *args))
-    monkeypatch.delitem(sys.modules, "keras")  # As in a stage before it imports Keras (restored after the test).
-    for name in ("KERAS_BACKEND", "JAX_PLATFORMS"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # As in a stage before it imports Keras (restored after the test).
+    unset_restored_after(monkeypatch, "KERAS_BACKEND", "JAX_PLATFORMS")
     monkeypatch.setenv("REFINELAB_JAX_CACHE", "off")
     select_backend("jax")
     assert os.environ["KERAS_BACKEND"] == "jax" and "JAX_PLATFORMS" not in os.environ
