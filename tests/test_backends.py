@@ -167,13 +167,13 @@ def test_cpu_only_keeps_jax_off_the_gpu_unless_the_user_chose(monkeypatch):
 
 
 @pytest.mark.slow
-def test_batch_norm_and_pipeline_unit_tests_pass_on_jax_too():
-    """The re-estimate and the mode check run compiled on JAX (refinelab.backend.compiled), eagerly on
-    TensorFlow: the same tests, on the other backend."""
+def test_batch_norm_augmentation_and_pipeline_unit_tests_pass_on_jax_too():
+    """The re-estimate, the mode check and the augmenters run compiled on JAX (refinelab.backend.compiled,
+    refinelab.augmentation.for_backend), eagerly or in tf.data on TensorFlow: the same tests, on JAX."""
     pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]'); CI runs TensorFlow only")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-         "tests/test_batch_norm.py", "tests/test_pipeline_data.py", "tests/test_evaluation.py::"
+         "tests/test_batch_norm.py", "tests/test_augmentation.py", "tests/test_pipeline_data.py", "tests/test_evaluation.py::"
          "test_predictions_come_in_order_without_the_filled_last_batch"],
         cwd=ROOT, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "jax"},
     )

@@ -7,8 +7,9 @@ registry below, and that same layer serves both modes:
 - offline: the augment stage runs it once over the training split and appends the transformed
   copies to the originals (``data/augmented``), seeded, so the set is reproducible;
 - online: :func:`online_augmenter` chains the layers into a ``keras.layers.Pipeline`` that the
-  training input pipeline (``tf.data``) applies to every training batch, drawn afresh each epoch.
-  It is not part of the model, so evaluation and prediction never see it.
+  training input pipeline applies to every training batch, drawn afresh each epoch (on JAX compiled
+  into one function: :func:`for_backend`). It is not part of the model, so evaluation and prediction
+  never see it.
 
 Images are float32 in 0-255 inside the ops; every chain ends by clipping back to that range.
 """
@@ -174,11 +175,19 @@ def build_augmenter(
     return layers.Pipeline([*ops, ImageTransform(clip_to_pixels, name="clip")], name="-".join(names) or "identity")
 
 
-def online_augmenter(params: Params) -> keras.layers.Pipeline | None:
-    """The training-batch augmentation for ``make_dataset``, or None when ``augment.mode`` has none."""
+def online_augmenter(params: Params) -> Callable | None:
+    """The training-batch augmentation for ``make_dataset`` (:func:`for_backend`), or None when
+    ``augment.mode`` has none."""
     if not online_active(params.augment) or not params.augment.online:
         return None
-    return build_augmenter(params.augment.online, params.augment, params.seed, online=True)
+    return for_backend(build_augmenter(params.augment.online, params.augment, params.seed, online=True))
+
+
+def for_backend(augmenter: keras.layers.Pipeline) -> Callable:
+    """The augmenter as its backend runs it fastest: on JAX one compiled function
+    (:class:`CompiledAugmenter`), on TensorFlow the layers themselves (``tf.data`` traces them into its
+    graph, and eager TensorFlow ops need no compiling)."""
+    return CompiledAugmenter(augmenter) if keras.backend.backend() == "jax" else augmenter
 
 
 class CompiledAugmenter:
@@ -194,7 +203,7 @@ class CompiledAugmenter:
         # stateless_call wants a built layer. A Pipeline has no weights of its own, and its layers create
         # their random state when made: nothing is left to build (Layer.build would warn that it cannot tell).
         augmenter.built = True
-        self.augmenter = augmenter
+        self.augmenter, self.name = augmenter, augmenter.name
         self.function = jax.jit(lambda state, images: augmenter.stateless_call([], state, images, training=True))
 
     def __call__(self, images):
@@ -205,11 +214,12 @@ class CompiledAugmenter:
         return images
 
 
-def offline_augmenters(params: Params) -> list[keras.layers.Pipeline]:
-    """One augmenter per offline copy: ``copies`` per entry, each with its own seed."""
+def offline_augmenters(params: Params) -> list[Callable]:
+    """One augmenter per offline copy (:func:`for_backend`): ``copies`` per entry, each with its own seed."""
     settings = params.augment
     return [
-        build_augmenter(op_names(entry), settings, params.seed + 1 + index * settings.copies + copy, online=False)
+        for_backend(build_augmenter(op_names(entry), settings, params.seed + 1 + index * settings.copies + copy,
+                                    online=False))
         for index, entry in enumerate(settings.offline)
         for copy in range(settings.copies)
     ]

@@ -9,9 +9,9 @@ Keras nor TensorFlow and draws no preview. Train imports none of this module.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +22,6 @@ from refinelab.prepared import Split, load_meta, load_split, write_training_set
 from refinelab.training_set import (
     active_op_lists, check_shapes_kept, offline_active, online_active, op_names, shape_problem, summary,
 )
-
-if TYPE_CHECKING:
-    import keras
 
 log = logging.getLogger(__name__)
 NO_AUGMENTATION_FIGURE = "no_augmentation.png"
@@ -68,7 +65,7 @@ SAMPLES_PER_CLASS = 2
 ONLINE_VERSIONS_PER_SAMPLE = 3
 
 
-def preview_augmenter(params: Params, image_shape: Sequence[int]) -> tuple[keras.layers.Pipeline | None, str]:
+def preview_augmenter(params: Params, image_shape: Sequence[int]) -> tuple[Callable | None, str]:
     """The online augmenter and its label; with ``mode: offline`` or ``none``, the one ``mode: online``
     would give, as a preview (none when its ops cannot keep images of ``image_shape``)."""
     from refinelab.augmentation import online_augmenter  # Keras: only when there is something to preview.

@@ -20,7 +20,7 @@ from dvclive.utils import standardize_metric_name
 from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab import batch_norm, health
-from refinelab.augmentation import CompiledAugmenter, online_augmenter
+from refinelab.augmentation import online_augmenter
 from refinelab.config import PLATEAU_FACTOR, PLATEAU_PATIENCE, RESUME_DIR_ENV, THREADS_ENV, Params, TrainParams
 from refinelab.distribution import Distribution, adapt_to_multi_worker, code_identity, make_distribution
 from refinelab.errors import ParamsError
@@ -316,8 +316,6 @@ def fit_and_save(
     backup = training_backup(params, phases, train_dir, prepared_dir, model_path)
     epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
-    if augmenter is not None and keras.backend.backend() == "jax":
-        augmenter = CompiledAugmenter(augmenter)
     one_hot = one_hot_classes(params.train, num_classes)
     validation_data = distribution.distribute(
         lambda share: make_dataset(validation_split, INFERENCE_BATCH, one_hot=one_hot, share=share))
