@@ -322,8 +322,10 @@ def main() -> None:
         # The default run first: the peer trains on its prepared arrays and its architecture.
         results["refinelab_default"] = pipeline_run(project, exp_run(overrides) if overrides else ["repro"], log)
         print(f"refinelab_default: {json.dumps(results['refinelab_default'])}", flush=True)
+        # Without the user's JAX compilation cache, if any: it compiles from scratch, as the entries do.
+        peer_env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
         peer = subprocess.run([sys.executable, __file__, "--backend", args.backend, "--peer-of", str(project)],
-                              capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                              capture_output=True, text=True, env=dict(peer_env, TF_CPP_MIN_LOG_LEVEL="2"))
         if peer.returncode != 0:
             raise RuntimeError(f"the Keras peer failed:\n{peer.stderr[-3000:]}")
         results["keras_peer"] = json.loads(peer.stdout.strip().splitlines()[-1])

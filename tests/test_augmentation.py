@@ -9,7 +9,9 @@ import pytest
 
 from conftest import collect, write_prepared
 from refinelab.augmenting import preview_augmenter
-from refinelab.augmentation import AUGMENTATIONS, apply_to_uint8, build_augmenter, online_augmenter
+from refinelab.augmentation import (
+    AUGMENTATIONS, CompiledAugmenter, apply_to_uint8, build_augmenter, online_augmenter,
+)
 from refinelab.config import AugmentOp, parse_params
 from refinelab.errors import ParamsError
 from refinelab.pipeline_data import make_dataset
@@ -215,6 +217,8 @@ def test_training_augments_training_batches_and_never_validation_ones(tmp_path, 
 
     (train_count, train_augment), = [(count, augment) for count, augment in calls if augment is not None]
     assert train_count == 32
+    # The layers, which tf.data traces into its graph; on JAX one compiled function of them.
+    assert isinstance(train_augment, CompiledAugmenter if keras.backend.backend() == "jax" else keras.layers.Pipeline)
     assert train_augment.name == "rotation-flip_horizontal"
     # Every other dataset (validation during training, the saved model's final validation) is clean.
     assert sorted(count for count, augment in calls if augment is None) == [16, 16]

@@ -31,18 +31,33 @@ def test_momentum_keeps_keras_default_for_long_epochs_and_shortens_the_window_fo
     assert momentum_for(steps) == pytest.approx(momentum)
 
 
-def test_recalibration_sets_the_exact_statistics_of_the_training_images():
+# 512 images: two batches of 256; 257: a batch of 256 and one of a single image, which must count for one
+# image (weighted as a whole batch, it halved the variance).
+@pytest.mark.parametrize("count", [512, 257])
+def test_recalibration_sets_the_exact_statistics_of_the_training_images(count):
     from refinelab.batch_norm import recalibrate
 
-    model, split = stats_model(), random_split()  # 512 images: two batches of 256.
+    model, split = stats_model(), random_split(count)
     used = recalibrate(model, split, seed=0)
 
     layer = model.get_layer("bn")
     pixels = split.images.astype("float64").reshape(-1, 2)
-    assert used == 512 and layer.momentum == 0.99  # Restored.
+    assert used == count and layer.momentum == 0.99  # Restored.
     np.testing.assert_allclose(layer.moving_mean.numpy(), pixels.mean(axis=0), rtol=1e-5)
     # The mean of the two batches' variances: the whole set's, less the (tiny) spread of the batch means.
     np.testing.assert_allclose(layer.moving_variance.numpy(), pixels.var(axis=0), rtol=0.02)
+
+
+def test_a_failed_recalibration_restores_the_momentum_and_the_statistics():
+    from refinelab.batch_norm import recalibrate
+
+    model = stats_model()
+    wrong_shape = Split(np.zeros((8, 4, 4, 3), np.uint8), np.zeros(8, np.int64))  # The model takes 2 channels.
+    with pytest.raises(Exception):
+        recalibrate(model, wrong_shape, seed=0)
+    layer = model.get_layer("bn")
+    assert layer.momentum == 0.99
+    np.testing.assert_array_equal(layer.moving_mean.numpy(), [0.0, 0.0])
 
 
 def test_recalibration_leaves_frozen_statistics_alone():

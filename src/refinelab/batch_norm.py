@@ -70,8 +70,9 @@ def set_momentum(model: keras.Model, steps_per_epoch: int) -> float | None:
 
 
 def recalibrate(model: keras.Model, split: Split, seed: int) -> int:
-    """Replace the moving statistics of every learning batch-norm layer by their exact mean over
-    shuffled batches of training images (up to ``RECALIBRATION_IMAGES``); returns the images used.
+    """Replace the moving statistics of every learning batch-norm layer by the mean of their values in
+    shuffled batches of training images (up to ``RECALIBRATION_IMAGES``), each batch weighted by its
+    image count (a short last batch counts for its few images); returns the images used.
 
     The batches are the clean training images (no augmentation): the distribution inference sees.
     Only the statistics change; each layer's momentum is restored afterwards.
@@ -94,17 +95,17 @@ def recalibrate(model: keras.Model, split: Split, seed: int) -> int:
         training_pass = compiled(lambda trainable, values, images: model.stateless_call(
             trainable, values, images, training=True)[1])
         sums = [keras.ops.zeros_like(statistic.value) for statistic in statistics]
-        images_used = batches_used = 0
+        images_used = 0
         for images, _ in batches:
             values = training_pass(trainable, values, images)  # Carries dropout's random state on.
-            sums = [total + values[position] for total, position in zip(sums, positions)]
-            images_used += int(images.shape[0])
-            batches_used += 1
+            count = int(images.shape[0])
+            sums = [total + count * values[position] for total, position in zip(sums, positions)]
+            images_used += count
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
     for statistic, total in zip(statistics, sums):
-        statistic.assign(total / batches_used)
+        statistic.assign(total / images_used)
     log.info("re-estimated the statistics of %d batch-norm layers over %d training images", len(layers), images_used)
     return images_used
 
