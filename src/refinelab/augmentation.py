@@ -25,6 +25,7 @@ import numpy as np
 from keras import layers
 from numpy.lib.format import open_memmap
 
+from refinelab.backend import compiled
 from refinelab.config import AugmentParams, Params
 from refinelab.fileio import atomic_dir
 from refinelab.prepared import Split, write_training_set
@@ -198,13 +199,11 @@ class CompiledAugmenter:
     this: ``tf.data`` traces the augmenter into its graph."""
 
     def __init__(self, augmenter: keras.layers.Layer):
-        import jax
-
         # stateless_call wants a built layer. A Pipeline has no weights of its own, and its layers create
         # their random state when made: nothing is left to build (Layer.build would warn that it cannot tell).
         augmenter.built = True
         self.augmenter, self.name = augmenter, augmenter.name
-        self.function = jax.jit(lambda state, images: augmenter.stateless_call([], state, images, training=True))
+        self.function = compiled(lambda state, images: augmenter.stateless_call([], state, images, training=True))
 
     def __call__(self, images):
         state = self.augmenter.non_trainable_variables
