@@ -182,6 +182,26 @@ def test_callbacks_follow_the_params(tmp_path):
     )
 
 
+def test_no_callback_of_training_makes_keras_wait_for_every_step(tmp_path, monkeypatch):
+    """On a backend that runs steps asynchronously (JAX), Keras reads each step's logs in the training
+    thread, waiting for the device, as soon as one callback has a batch hook not declared async-safe."""
+    import keras
+    from dvclive import Live
+    from keras.src.callbacks import callback_list
+
+    from refinelab.resume import TrainingBackup
+    from refinelab.training import TrainingTimer, training_callbacks
+
+    monkeypatch.setattr(callback_list.backend, "IS_THREAD_SAFE", True)  # As on JAX, whatever this run's backend.
+    train = tiny_params(train={"lr_schedule": "plateau", "early_stopping": 4}).train
+    backup = TrainingBackup(tmp_path / "model.keras", {"params": 1})
+    with Live(dir=str(tmp_path / "live"), dvcyaml=None, save_dvc_exp=False) as live:
+        callbacks = training_callbacks(train, live, TrainingTimer()) + backup.callbacks(tmp_path / "live")
+    assert keras.callbacks.CallbackList(callbacks)._async_train
+    keras_own = keras.callbacks.BackupAndRestore(str(tmp_path / "plain"), save_freq="epoch")
+    assert not keras.callbacks.CallbackList(callbacks + [keras_own])._async_train  # What the subclass avoids.
+
+
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_balanced_class_weights_and_label_smoothing_targets(pipeline):
     from refinelab.pipeline_data import make_dataset

@@ -115,9 +115,7 @@ class TrainingBackup:
         """After dvclive's callback: save its logs and the random state, then the weights."""
         return [
             EpochStateBackup(live_dir, self),
-            # Two checkpoints: a kill while the latest is written falls back to the one before.
-            keras.callbacks.BackupAndRestore(str(self.dir), save_freq="epoch", double_checkpoint=True,
-                                             delete_checkpoint=False),
+            EpochBackupAndRestore(str(self.dir)),
         ]
 
     def keep_stopped(self) -> None:
@@ -134,6 +132,20 @@ class TrainingBackup:
             shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.root.rmdir()  # Only if nothing is left in it.
+
+
+class EpochBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` saving at every epoch's end, into two checkpoints (a kill while the
+    latest is written falls back to the one before), declared safe for Keras' asynchronous batch callbacks.
+
+    Undeclared, its batch hook (which does nothing when saving per epoch) made Keras read every step's
+    loss in the training thread: on JAX, a wait for the device after each step, so a GPU idled while the
+    next batch was read and sent (TensorFlow's backend never dispatches them asynchronously)."""
+
+    async_safe = True
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
 
 
 def seed_state_variables(model: keras.Model) -> dict[str, Any]:
