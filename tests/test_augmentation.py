@@ -14,7 +14,7 @@ from refinelab.augmentation import (
 )
 from refinelab.config import AugmentOp, parse_params
 from refinelab.errors import ParamsError
-from refinelab.pipeline_data import make_dataset
+from refinelab.pipeline_data import PIPELINES, make_dataset
 from refinelab.prepared import Split, load_split, load_training_set
 from refinelab.augmenting import augment
 
@@ -180,12 +180,15 @@ def test_the_preview_is_the_augmenter_mode_online_would_give(raw_params):
     assert preview_augmenter(params_with(raw_params, online=[]), (12, 12, 1)) == (None, "")
 
 
-def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_online_augmentation_changes_training_batches_only_seeded(raw_params, pipeline):
+    if pipeline == "tf.data" and keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.data traces the augmenter's layers into its graph: TensorFlow's backend only")
     params = params_with(raw_params, mode="online")
     split = Split(gradient_images(count=160), np.arange(160, dtype=np.int64))
 
     def training_epochs(augmenter):
-        dataset = make_dataset(split, 8, shuffle=False, augment=augmenter)
+        dataset = make_dataset(split, 8, shuffle=False, augment=augmenter, pipeline=pipeline)
         return collect(dataset), collect(dataset)
 
     (first_images, first_labels), (second_images, _) = training_epochs(online_augmenter(params))
@@ -195,6 +198,16 @@ def test_online_augmentation_changes_training_batches_only_seeded(raw_params):
     assert np.abs(first_images - split.images).mean() > 1  # Active in training...
     assert not np.allclose(first_images, second_images)  # ...drawn afresh each epoch...
     np.testing.assert_array_equal(first_images, again_images)  # ...and seeded.
+    if pipeline == "pydataset" and keras.backend.backend() == "jax":
+        import jax
+
+        # Augmented where the model trains, never taken back to the host (a wait for the device each step).
+        assert isinstance(make_dataset(split, 8, augment=online_augmenter(params), pipeline=pipeline)[0][0], jax.Array)
+    model = keras.Sequential([keras.Input(split.images.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(160)])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    dataset = make_dataset(split, 8, shuffle=True, augment=online_augmenter(params), pipeline=pipeline)
+    fit = model.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(fit.history["loss"]).all()  # What the pipeline yields, fit takes.
 
 
 def test_training_augments_training_batches_and_never_validation_ones(tmp_path, raw_params, monkeypatch):

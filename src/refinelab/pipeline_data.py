@@ -200,7 +200,9 @@ class SplitBatches(keras.utils.PyDataset):
         images, labels = gather(self.split, self.order[index * self.batch_size: (index + 1) * self.batch_size])
         images = images.astype(np.float32)
         if self.augment is not None:
-            images = keras.ops.convert_to_numpy(self.augment(images))
+            # Left a backend tensor: on JAX it stays on the device it trains on. Taking it back to NumPy
+            # waited there after each step (for a GPU still busy with the last one), and sent it back.
+            images = self.augment(images)
         if self.one_hot:
             return images, np.eye(self.one_hot, dtype=np.float32)[labels]
         return images, labels
