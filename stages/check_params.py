@@ -1,12 +1,13 @@
 """Stage check_params: validate the whole params.yaml before any other stage runs.
 
-It depends on every param, so an unknown top-level key or a rejected value stops `dvc repro` and
-`dvc exp run` here, before DVC deletes any other stage's outputs; its output only says the check
-passed, so a passing check re-runs nothing downstream."""
+It depends on every param, so an unknown top-level key, a rejected value or a dataset path that does
+not exist stops `dvc repro` and `dvc exp run` here, before DVC deletes any other stage's outputs; its
+output only says the check passed, so a passing check re-runs nothing downstream."""
 
 import argparse
 
 from refinelab.config import load_params
+from refinelab.datasets import check_locations
 from refinelab.fileio import write_json
 from refinelab.stage import run_stage
 
@@ -16,7 +17,7 @@ def main() -> None:
     parser.add_argument("params_file", help="the params file to validate (params.yaml)")
     parser.add_argument("checked_file", help="written when the params are valid (data/params_checked.json)")
     args = parser.parse_args()
-    load_params(args.params_file)
+    check_locations(load_params(args.params_file))
     write_json(args.checked_file, {"params": "valid"})
 
 

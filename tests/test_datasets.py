@@ -287,6 +287,51 @@ def flat_folder(root: Path, per_class=5) -> Path:
     return root
 
 
+def test_image_folder_on_a_flat_folder_points_to_filename_labels(tmp_path, raw_params):
+    """chihuahua-muffin's layout: photos named by class, and one subfolder, which is not a class."""
+    root = flat_folder(tmp_path / "cm")
+    with pytest.raises(DataError, match=r"only the class folder 'test_set', and a classifier needs a folder of "
+                                        r"images for each of two classes or more; its 11 images outside any class "
+                                        r"folder are not used \(for classes named in the file names, use "
+                                        r"dataset: filename_labels\)"):
+        prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+    assert not (tmp_path / "prepared").exists()
+    with pytest.raises(DataError, match="no class folders"):
+        prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(tmp_path / "cm" / "test_set")})
+
+
+def test_image_folder_reports_images_outside_the_class_folders(tmp_path, raw_params):
+    root = class_tree(tmp_path / "photos", per_class=10)
+    write_image(root / "cover.jpg", 128)
+    _, report, _ = prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+    assert report["skipped"] == [{"file": str(root / "cover.jpg"), "reason": "not in a class folder"}]
+
+
+@pytest.mark.parametrize("dataset, section, key", [
+    ("h5", {"h5": {"train": "{here}", "test": "{gone}"}}, "h5.test"),
+    ("image_folder", {"image_folder": {"path": "file://{gone}"}}, "image_folder.path"),
+    ("filename_labels", {"filename_labels": {"path": "{gone}", "classes": ["a", "b"]}}, "filename_labels.path"),
+])
+def test_a_dataset_path_that_does_not_exist_is_named_by_its_key(tmp_path, raw_params, dataset, section, key):
+    places = {"here": str(tmp_path), "gone": str(tmp_path / "gone")}
+    filled = json.loads(json.dumps(section).replace("{here}", places["here"]).replace("{gone}", places["gone"]))
+    params = parse_params(dict(raw_params, dataset=dataset, **filled))
+    with pytest.raises(ParamsError, match=f"datasets.yaml: {key}: .*gone: no such file or folder"):
+        datasets.check_locations(params)
+    # Present paths, and servers' URLs (prepare fetches them), pass.
+    fine = json.loads(json.dumps(section).replace("{gone}", places["here"]).replace("{here}", places["here"]))
+    datasets.check_locations(parse_params(dict(raw_params, dataset=dataset, **fine)))
+    datasets.check_locations(parse_params(dict(raw_params, dataset="image_folder",
+                                               image_folder={"path": "https://example.com/photos.zip"})))
+
+
+def test_a_dataset_of_one_class_is_an_error(tmp_path, raw_params):
+    root = flat_folder(tmp_path / "cm")
+    with pytest.raises(DataError, match=r"filename_labels: 1 class \('chihuahua'\); a classifier needs two or more"):
+        prepare_with(tmp_path, raw_params, "filename_labels",
+                     filename_labels={"path": str(root), "classes": ["chihuahua"]})
+
+
 def test_filename_labels_skips_and_reports_unlabelled_files(tmp_path, raw_params):
     root = flat_folder(tmp_path / "cm")
     meta, report, out = prepare_with(tmp_path, raw_params, "filename_labels",

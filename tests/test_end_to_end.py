@@ -153,3 +153,13 @@ def test_a_rejected_or_unknown_param_stops_before_any_output_is_touched(project_
     assert "dropuot: unknown key; did you mean 'dropout'?" in unknown.stdout + unknown.stderr
     assert all((project / path).read_bytes() == content for path, content in kept.items())
 
+    run(["git", "checkout", "params.yaml"], project)
+    missing = run(["dvc", "exp", "run", "-S", "dataset=image_folder", "-S",
+                   "datasets.yaml:image_folder.path=/nonexistent/photos"], project, env=project_env, check=False)
+
+    assert missing.returncode != 0
+    assert ("datasets.yaml: image_folder.path: /nonexistent/photos: no such file or folder"
+            in missing.stdout + missing.stderr)
+    assert all((project / path).read_bytes() == content for path, content in kept.items())
+    assert (project / "data" / "prepared" / "meta.json").is_file()  # Prepare's output too: it never ran.
+

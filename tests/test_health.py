@@ -104,3 +104,27 @@ def test_the_report_is_one_block_at_the_end(caplog):
     assert warning.levelname == "WARNING" and warning.getMessage().startswith("health check (evaluate): 2 warnings")
     assert "  ! chance_accuracy:" in warning.getMessage() and "    fix: " in warning.getMessage()
     assert clean.getMessage() == "health check (train): no warnings"
+
+
+def test_a_split_too_small_to_tell_learning_from_guessing_gets_no_verdict(caplog):
+    """3 validation images of 2 classes: even 3 of 3 right is within chance's margin, so no warning can be
+    cleared, and 3 answered alike is no collapse (chihuahua-muffin's split)."""
+    labels = np.array([0, 0, 1])
+    caplog.set_level("INFO", logger="refinelab.health")
+    for predicted in (labels, np.zeros(3, int)):
+        findings = health.check(evidence(labels=labels, probabilities=probabilities_for(predicted, 2),
+                                         class_names=["a", "b"], train_accuracy=0.91, train_images=23))
+        assert codes(findings) == ["few_steps"]
+    assert "3 images are too few to tell learning from guessing" in caplog.text
+
+
+def test_training_accuracy_is_judged_on_the_training_set_size():
+    # 10 of 14 validation images right, training accuracy 0.93 on 2,000 images: learned, but it does not carry over.
+    labels = np.arange(14) % 2
+    predicted = np.where(np.arange(14) < 10, labels, 1 - labels)
+    (finding,) = health.check(evidence(labels=labels, probabilities=probabilities_for(predicted, 2),
+                                       class_names=["a", "b"]))
+    assert "does not carry over" in finding.message
+    (finding,) = health.check(evidence(labels=labels, probabilities=probabilities_for(predicted, 2),
+                                       class_names=["a", "b"], train_accuracy=0.52))
+    assert "has not learned the task" in finding.message and "with an MLP, a convolutional model" in finding.fix

@@ -4,19 +4,40 @@ from conftest import needs_fashion_mnist
 from refinelab.config import parse_params
 from refinelab.datasets import FASHION_MNIST
 from refinelab.prepared import load_meta, load_split
-from refinelab.preparation import prepare, split_validation, stratified_subset
+import pytest
+
+from refinelab.errors import DataError
+from refinelab.preparation import prepare, split_off, split_validation, stratified_subset
+
+CLASSES = ["a", "b", "c", "d", "e"]
 
 
 def test_validation_split_is_stratified_disjoint_and_seeded():
     labels = np.repeat(np.arange(5), 40)
-    train, validation = split_validation(labels, 0.25, seed=3)
+    train, validation = split_validation(labels, 0.25, seed=3, class_names=CLASSES)
     assert len(validation) == 50 and len(train) == 150
     assert not set(train) & set(validation)
     assert np.bincount(labels[validation]).tolist() == [10] * 5
-    again, _ = split_validation(labels, 0.25, seed=3)
-    other, _ = split_validation(labels, 0.25, seed=4)
+    again, _ = split_validation(labels, 0.25, seed=3, class_names=CLASSES)
+    other, _ = split_validation(labels, 0.25, seed=4, class_names=CLASSES)
     np.testing.assert_array_equal(train, again)
     assert not np.array_equal(train, other)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_rare_class_still_gets_an_image_on_both_sides(seed):
+    """31 ants and 2 bees: a stratified test split of 7 rounds the bees' share (0.4) to none."""
+    labels = np.array([0] * 31 + [1] * 2)
+    kept, held_out = split_off(labels, 0.2, seed, ["ants", "bees"], "test")
+    assert len(held_out) == 7 and len(kept) == 26 and not set(kept) & set(held_out)
+    assert np.bincount(labels[held_out]).tolist() == [6, 1] and np.bincount(labels[kept]).tolist() == [25, 1]
+    np.testing.assert_array_equal(held_out, split_off(labels, 0.2, seed, ["ants", "bees"], "test")[1])  # Seeded.
+
+
+def test_a_class_of_one_image_is_named():
+    labels = np.array([0] * 30 + [1])
+    with pytest.raises(DataError, match="class 'bees' has 1 of them, and every class needs an image in train and one in validation"):
+        split_validation(labels, 0.1, 0, ["ants", "bees"])
 
 
 def test_stratified_subset_keeps_class_balance_and_caps():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from refinelab.download import PublishedFile, fetch, file_digest, locate
+from refinelab.download import PublishedFile, fetch, file_digest, is_url, locate
 from refinelab.errors import DataError, ParamsError
 from refinelab.idx import read_idx
 from refinelab.preprocessing import IMAGE_SUFFIXES
@@ -293,6 +295,23 @@ def located(location: str | None, sha256: str | None, section: str) -> tuple[Pat
     return path, source
 
 
+# The params naming a dataset's files or folders, for the datasets that have them.
+LOCATION_KEYS = {"h5": ("train", "test"), "image_folder": ("path",), "filename_labels": ("path",)}
+
+
+def check_locations(params: Params) -> None:
+    """The chosen dataset's files and folders exist, where they are on this machine (a path or a file://
+    URL): the check_params stage looks before DVC deletes any output, prepare would only after."""
+    section = getattr(params, params.dataset, None)
+    for key in LOCATION_KEYS.get(params.dataset, ()):
+        location = getattr(section, key)
+        if location is None or (is_url(location) and urllib.parse.urlparse(location).scheme != "file"):
+            continue  # Unset (the loader says what to set), or fetched from a server by prepare.
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path)) if is_url(location) else Path(location)
+        if not path.exists():
+            raise ParamsError(f"datasets.yaml: {params.dataset}.{key}: {location}: no such file or folder")
+
+
 # Folder names of a pre-split tree (the first one present is used).
 PRESPLIT_FOLDERS = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
 
@@ -308,10 +327,16 @@ def load_image_folder(params: Params) -> RawDataset:
             if existing := [root / folder for folder in folders if (root / folder).is_dir()]:
                 split_dirs[split] = existing[0]
     class_names = tuple(sorted(path.name for path in split_dirs["train"].iterdir() if path.is_dir()))
-    if not class_names:
-        raise DataError(f"{split_dirs['train']}: no class subfolders (expected one folder of images per class)")
+    loose, _ = image_files(split_dirs["train"])
+    if len(class_names) < 2:
+        found = f"only the class folder {class_names[0]!r}" if class_names else "no class folders"
+        hint = (f"; its {len(loose)} images outside any class folder are not used (for classes named in the "
+                f"file names, use dataset: filename_labels)") if loose else ""
+        raise DataError(f"{split_dirs['train']}: {found}, and a classifier needs a folder of images for each of "
+                        f"two classes or more{hint}")
     splits, skipped, all_files = {}, [], []
     for split, directory in split_dirs.items():
+        skipped += [{"file": str(path), "reason": "not in a class folder"} for path in image_files(directory)[0]]
         unknown = sorted({path.name for path in directory.iterdir() if path.is_dir()} - set(class_names))
         if unknown:
             raise DataError(f"{directory}: class folders {unknown} are not in train's classes {list(class_names)}")

@@ -35,26 +35,53 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(subset)
 
 
-def split_off(labels: np.ndarray, fraction: float, seed: int, what: str = "validation") -> tuple[np.ndarray, np.ndarray]:
+def split_off(
+    labels: np.ndarray, fraction: float, seed: int, class_names: Sequence[str], what: str = "validation"
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, stratified split of indices into (kept, held out ``fraction``).
 
-    The held-out part gets at least one image per class, so its metrics cover every class.
+    Every class keeps an image and gives the held-out part one, so its metrics cover every class: a
+    stratified split alone rounds a rare class's share to none (2 bees among 33 images gave validation
+    and test no bee; sklearn's split keeps both sides at least one image per class, so a class to swap
+    with is always there). A class with a single image cannot be on both sides: a :class:`DataError` names it.
     """
+    counts = np.bincount(labels, minlength=len(class_names))
+    if single := [name for name, count in zip(class_names, counts) if count == 1]:
+        raise DataError(
+            f"cannot split a {what} set off {len(labels)} training images: class {', '.join(map(repr, single))} "
+            f"has 1 of them, and every class needs an image in train and one in {what}: give each class 3 images "
+            f"or more (one for each of train, validation and test)"
+        )
     indices = np.arange(len(labels))
-    held_out_size = max(math.ceil(fraction * len(labels)), len(np.unique(labels)))
+    held_out_size = max(math.ceil(fraction * len(labels)), np.count_nonzero(counts))
     try:
         kept, held_out = train_test_split(indices, test_size=held_out_size, stratify=labels, random_state=seed)
     except ValueError as exc:
         raise DataError(
             f"cannot split a {what} set ({fraction:g}) off {len(labels)} images with class counts "
-            f"{np.bincount(labels).tolist()}: {exc}"
+            f"{dict(zip(class_names, counts.tolist()))}: {exc}"
         ) from None
+    for label in np.flatnonzero(counts):
+        if not np.any(labels[held_out] == label):
+            kept, held_out = swap_one(labels, kept, held_out, label)
+        if not np.any(labels[kept] == label):
+            held_out, kept = swap_one(labels, held_out, kept, label)
     return np.sort(kept), np.sort(held_out)
 
 
-def split_validation(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def swap_one(labels: np.ndarray, source: np.ndarray, target: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move ``source``'s first image of ``label`` into ``target``, and ``target``'s last image of its largest
+    class (which has two or more: ``target`` is at least one image per class, ``label`` among them none) into
+    ``source``: the sizes stay, and the orders are the seeded split's."""
+    given = source[labels[source] == label][0]
+    largest = np.bincount(labels[target]).argmax()
+    taken = target[labels[target] == largest][-1]
+    return np.append(source[source != given], taken), np.append(target[target != taken], given)
+
+
+def split_validation(labels: np.ndarray, fraction: float, seed: int, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Seeded, stratified train/validation index split."""
-    return split_off(labels, fraction, seed, "validation")
+    return split_off(labels, fraction, seed, class_names, "validation")
 
 
 def make_splits(raw: RawDataset, params: Params) -> dict[str, SplitSource]:
@@ -62,11 +89,11 @@ def make_splits(raw: RawDataset, params: Params) -> dict[str, SplitSource]:
     train = raw.splits["train"]
     test = raw.splits.get("test")
     if test is None:
-        kept, held_out = split_off(train.labels, params.data.test_split, params.seed, "test")
+        kept, held_out = split_off(train.labels, params.data.test_split, params.seed, raw.class_names, "test")
         train, test = train.subset(kept), train.subset(held_out)
     validation = raw.splits.get("validation")
     if validation is None:
-        kept, held_out = split_validation(train.labels, params.data.validation_split, params.seed)
+        kept, held_out = split_validation(train.labels, params.data.validation_split, params.seed, raw.class_names)
         train, validation = train.subset(kept), train.subset(held_out)
     splits = {"train": train, "validation": validation, "test": test}
     return {
@@ -162,6 +189,9 @@ def prepare(
     a grid of sample images per split.
     """
     raw = DATASETS.get(params.dataset)(params)
+    if len(raw.class_names) < 2:
+        raise DataError(f"{params.dataset}: {len(raw.class_names)} class ({', '.join(map(repr, raw.class_names))}); "
+                        f"a classifier needs two or more")
     splits = make_splits(raw, params)
     preprocessing = preprocessing_for(params, native_shape(splits["train"], params.data.color_mode))
     bad_images = []
