@@ -112,6 +112,25 @@ def test_runs_are_grouped_by_dataset_and_runs_without_one_go_together(study):
     }
 
 
+def test_runs_of_one_dataset_param_on_different_files_are_apart(study):
+    runs = select_runs(study, [])
+    ants = {"name": "image_folder", "location": "photos/ants", "sha256_of_files": "1" * 64}
+    sources = {"a" * 40: ants, "b" * 40: ants, "d" * 40: {**ants, "location": "photos/two-bees"}}
+    groups = group_by_dataset(runs, sources)
+    assert {dataset: [run.name for run in runs] for dataset, runs in groups.items()} == {
+        "fashion_mnist: photos/ants": ["main", "fm-drop"],
+        "fashion_mnist: photos/two-bees": ["fm-bigger"],
+        "mnist": ["mn-1", "mn-2"],  # No report for either: nothing tells them apart.
+        None: ["old"],
+    }
+    # The same folder with other files in it: told apart by the data's digest.
+    sources["d" * 40] = {**ants, "sha256_of_files": "2" * 64}
+    labels = [label for label in group_by_dataset(runs, sources) if label and label.startswith("fashion_mnist")]
+    assert len(labels) == 2 and all(label.startswith("fashion_mnist: photos/ants (data ") for label in labels)
+    # One source for all its runs: the dataset's name alone.
+    assert list(group_by_dataset(runs, {"a" * 40: ants, "b" * 40: ants, "d" * 40: ants}))[0] == "fashion_mnist"
+
+
 def test_differing_params_are_those_that_differ_within_the_group(study):
     runs = select_runs(study, [])
     assert differing_params(runs) == ["model", "dropout", "epochs", "dataset"]  # Across all: too many.
@@ -278,6 +297,7 @@ def fake_dvc(monkeypatch, study):
     monkeypatch.setattr(compare_module, "dvc", dvc)
     monkeypatch.setattr(compare_module, "read_curves", read_curves)
     monkeypatch.setattr(compare_module, "read_per_class", read_per_class)
+    monkeypatch.setattr(compare_module, "read_data_source", lambda repo, rev: None)
     return calls
 
 

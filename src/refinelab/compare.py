@@ -5,13 +5,15 @@ curves (dvclive's series) and per-class scores (``metrics/test_details.json``) a
 revision through DVC's file system (``dvc.api.DVCFileSystem``): nothing is stored beside what DVC and
 git already keep.
 
-Runs are compared within their dataset (the ``dataset`` param): one table, one per-class table and one
-learning-curve figure per dataset, since scores on different test sets do not compare.
+Runs are compared within their dataset (the ``dataset`` param, and the files its data came from): one
+table, one per-class table and one learning-curve figure per dataset, since scores on different test
+sets do not compare.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import logging
@@ -32,6 +34,7 @@ EVALUATION_METRICS = "metrics/evaluate.json"
 TIMING_METRICS = "metrics/timing.json"
 # Committed evaluate output, not a metric: full-precision scores and the per-class ones.
 TEST_DETAILS = "metrics/test_details.json"
+DATA_REPORT = "metrics/data.json"  # prepare's report; its source says which files the data came from.
 LIVE_PLOTS_DIR = "metrics/train/plots/metrics"
 FIGURES_DIR = "metrics/figures"
 DATASET_PARAM = "dataset"
@@ -149,13 +152,44 @@ def select_runs(shown: list[dict[str, Any]], wanted: list[str]) -> list[Run]:
     return selected
 
 
-def group_by_dataset(runs: list[Run]) -> dict[str | None, list[Run]]:
-    """The runs by their ``dataset`` param (None: runs without one), datasets in order of first appearance."""
+def group_by_dataset(runs: list[Run], sources: dict[str, dict[str, Any] | None] | None = None) -> dict[str | None, list[Run]]:
+    """The runs by their dataset, in order of first appearance: the ``dataset`` param (None: runs without
+    one) and, where runs of one such param read different data (two image folders, or one whose files
+    changed), where it came from (``sources``: each revision's ``metrics/data.json`` source), so that
+    scores on different test sets are never ranked together."""
+    sources = sources or {}
+    identity = {run.rev: json.dumps(sources.get(run.rev), sort_keys=True) for run in runs}
+    names = {run.rev: None if run.params.get(DATASET_PARAM) is None else str(run.params[DATASET_PARAM]) for run in runs}
+    identities: dict[str | None, set[str]] = {}
+    for run in runs:
+        identities.setdefault(names[run.rev], set()).add(identity[run.rev])
+
+    def location(run: Run) -> str:
+        return (sources.get(run.rev) or {}).get("location") or "no data report"
+
     groups: dict[str | None, list[Run]] = {}
     for run in runs:
-        dataset = run.params.get(DATASET_PARAM)
-        groups.setdefault(None if dataset is None else str(dataset), []).append(run)
+        label = names[run.rev]
+        if label is not None and len(identities[label]) > 1:
+            label = f"{label}: {location(run)}"
+            if len({identity[other.rev] for other in runs if names[other.rev] == names[run.rev]
+                    and location(other) == location(run)}) > 1:  # The same place, other files.
+                label += f" (data {hashlib.sha256(identity[run.rev].encode()).hexdigest()[:8]})"
+        groups.setdefault(label, []).append(run)
     return groups
+
+
+def read_data_source(repo: Path, rev: str) -> dict[str, Any] | None:
+    """Where a revision's data came from (``metrics/data.json``'s source: location, checksums); None for a
+    revision without a data report."""
+    from dvc.exceptions import DvcException
+
+    try:
+        report = json.loads(_revision_files(repo, rev).read_text(DATA_REPORT))
+    except (FileNotFoundError, DvcException, OSError, ValueError):
+        return None
+    source = report.get("source") if isinstance(report, dict) else None
+    return source if isinstance(source, dict) else None
 
 
 def counted(count: int, noun: str) -> str:
@@ -407,12 +441,13 @@ def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = Fal
     runs = select_runs(shown, wanted)
     if not runs:
         raise RefinelabError("nothing to compare: no committed results or experiments at HEAD (run `dvc exp run`)")
-    groups = group_by_dataset(runs)
+    groups = group_by_dataset(runs, {run.rev: read_data_source(repo, run.rev) for run in runs})
     slugs = file_slugs(list(groups))
     title = f"Experiments compared: {counted(len(runs), 'run')}, {counted(len(groups), 'dataset')}"
     blocks: list[Block] = [
         ("heading", 1, title),
-        ("text", f"One section per dataset (the `{DATASET_PARAM}` param): a table of the params that differ "
+        ("text", f"One section per dataset (the `{DATASET_PARAM}` param; runs of one that read different files, "
+                 f"by `{DATA_REPORT}`, apart): a table of the params that differ "
                  f"between its runs and their key metrics (`{EVALUATION_METRICS}`, `{TIMING_METRICS}`), best "
                  f"test accuracy first; per-class scores (`{TEST_DETAILS}`), folded; the runs' learning curves "
                  f"overlaid ({CURVES_CAPTION})."),
