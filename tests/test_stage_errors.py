@@ -30,6 +30,17 @@ def test_a_full_disk_or_forbidden_folder_is_one_line(code, caplog):
     assert record.getMessage() == "models/model.keras: what the system said"
 
 
+def test_ctrl_c_is_one_line_saying_what_running_again_does(caplog):
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(main)
+    assert stopped.value.code == 130
+    (record,) = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert record.getMessage().startswith("interrupted; the same command runs it again: training continues")
+
+
 def test_other_os_errors_are_bugs_and_keep_their_traceback():
     def main():
         raise OSError(errno.EBADF, "bad file descriptor")

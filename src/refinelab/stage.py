@@ -89,7 +89,8 @@ def debug_requested() -> bool:
 def run_stage(main: Callable[[], None], writes_workspace: Callable[[], bool] = lambda: True) -> None:
     """Run a stage's ``main`` under the workspace lock (unless ``writes_workspace()`` says it writes
     nothing there); a user error, or a full disk or unwritable folder, exits with status 2 and one line
-    naming its cause (any other exception is a bug and keeps its traceback).
+    naming its cause, Ctrl-C with status 130 and one line (any other exception is a bug and keeps its
+    traceback).
 
     ``--debug`` on the command line (or REFINELAB_DEBUG=1) keeps the traceback of user errors too.
     """
@@ -110,3 +111,9 @@ def run_stage(main: Callable[[], None], writes_workspace: Callable[[], bool] = l
             raise
         log.error("%s: %s", exc.filename or "writing the stage's output", exc.strerror)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C: a user's decision, not a bug; the traceback (TensorFlow's) says nothing.
+        if debug:
+            raise
+        log.error("interrupted; the same command runs it again: training continues after its last finished "
+                  "epoch, other stages start over (no output is ever left half-written)")
+        sys.exit(130)
