@@ -34,7 +34,7 @@ def main() -> None:
     write_confusion_csv(args.confusion_file, labels, probabilities, load_meta(args.prepared_dir)["class_names"])
     with atomic_path(args.probabilities_file) as temporary, open(temporary, "wb") as handle:
         np.save(handle, probabilities)
-    health.report("evaluate", findings)
+    health.report("evaluate", findings, earlier=details["health"])
 
 
 if __name__ == "__main__":

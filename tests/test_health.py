@@ -104,6 +104,14 @@ def test_the_report_is_one_block_at_the_end(caplog):
     assert warning.levelname == "WARNING" and warning.getMessage().startswith("health check (evaluate): 2 warnings")
     assert "  ! chance_accuracy:" in warning.getMessage() and "    fix: " in warning.getMessage()
     assert clean.getMessage() == "health check (train): no warnings"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="refinelab.health"):
+        health.report("evaluate", [], earlier=["few_steps", "one_class"])
+        health.report("evaluate", findings[:1], earlier=["chance_accuracy", "few_steps"])
+    clean_test, warned = caplog.records
+    assert clean_test.getMessage() == ("health check (evaluate): no warnings; the train stage warned of few_steps, "
+                                       "one_class (its log says more)")
+    assert warned.getMessage().startswith("health check (evaluate): 1 warning; the train stage warned of few_steps (")
 
 
 def test_a_split_too_small_to_tell_learning_from_guessing_gets_no_verdict(caplog):

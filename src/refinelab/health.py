@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,12 +206,15 @@ def summary(findings: list[Finding]) -> dict[str, int | str]:
     return {"health_warnings": len(findings), "health": ",".join(f.code for f in findings) or "ok"}
 
 
-def report(stage: str, findings: list[Finding]) -> None:
-    """Log the findings as one block, the last thing the stage says."""
+def report(stage: str, findings: list[Finding], earlier: Sequence[str] = ()) -> None:
+    """Log the findings as one block, the last thing the stage says; ``earlier``: the codes an earlier
+    stage found (evaluate's block names train's, which its `warnings` metric counts too)."""
+    earlier = [code for code in earlier if code not in {finding.code for finding in findings}]
+    also = f"; the train stage warned of {', '.join(earlier)} (its log says more)" if earlier else ""
     if not findings:
-        log.info("health check (%s): no warnings", stage)
+        (log.warning if earlier else log.info)("health check (%s): no warnings%s", stage, also)
         return
-    lines = [f"health check ({stage}): {len(findings)} warning{'s' if len(findings) > 1 else ''}"]
+    lines = [f"health check ({stage}): {len(findings)} warning{'s' if len(findings) > 1 else ''}{also}"]
     for finding in findings:
         lines += [f"  ! {finding.code}: {finding.message}", f"    fix: {finding.fix}"]
     log.warning("%s", "\n".join(lines))
