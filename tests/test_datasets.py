@@ -396,6 +396,25 @@ def test_a_corrupt_image_fails_naming_it_and_writes_nothing(tmp_path, raw_params
     assert sorted(path.name for path in tmp_path.iterdir()) == ["photos"]  # No half-written output.
 
 
+def test_an_empty_image_file_is_named_as_empty(tmp_path, raw_params):
+    root = class_tree(tmp_path / "photos", per_class=10)
+    (root / "bee" / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty.jpg: not a readable image \(an empty file, 0 bytes\)"):
+        prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+
+
+def test_the_size_log_line_counts_every_other_size(tmp_path, caplog):
+    from refinelab.datasets import SplitSource
+    from refinelab.preparation import native_shape
+
+    files = [write_image(tmp_path / f"{index}.png", 9) for index in range(4)]
+    files += [write_image(tmp_path / f"odd{index}.png", 9, size=(12, 13 + index)) for index in range(7)]
+    with caplog.at_level("INFO", logger="refinelab.preparation"):
+        assert native_shape(SplitSource(labels=np.zeros(11, np.int64), files=tuple(files)), None) == (12, 12, 3)
+    assert ("4 of 11 training images are 12x12; the other 7 are of 7 other sizes: 12x13 (1), 12x14 (1), 12x15 (1), "
+            "12x16 (1), 12x17 (1), and 2 sizes more") in caplog.text
+
+
 def test_a_corrupt_image_is_skipped_and_counted_when_asked(tmp_path, raw_params):
     root = class_tree(tmp_path / "photos", per_class=10)
     (root / "bee" / "empty.png").write_bytes(b"")

@@ -1,6 +1,7 @@
 """`refinelab predict` on image files written here, against the model called on the prepared arrays."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -132,11 +133,26 @@ def test_a_bomb_among_good_images_is_reported_and_the_others_predicted(grayscale
     assert any(f"{bomb}: too large to decode safely" in record.getMessage() for record in caplog.records)
 
 
-def test_predicting_an_empty_folder_is_an_error(grayscale_model, tmp_path, caplog):
+def test_predicting_an_empty_folder_is_an_error(grayscale_model, images, tmp_path, caplog):
     _, model_path = grayscale_model
     (tmp_path / "empty").mkdir()
     assert main(["predict", "--model", str(model_path), str(tmp_path / "empty")]) == 2
-    assert any(f"no image files in {tmp_path / 'empty'}" in record.getMessage() for record in caplog.records)
+    (record,) = [record for record in caplog.records if record.name == "refinelab"]  # One line for one problem.
+    assert record.levelname == "ERROR" and f"no image files in {tmp_path / 'empty'}" in record.getMessage()
+    caplog.clear()
+    folder, _ = images
+    assert main(["predict", "--model", str(model_path), str(tmp_path / "empty"), str(folder / "gray.png")]) == 0
+    (record,) = [record for record in caplog.records if record.name == "refinelab"]  # Beside predictions: a warning.
+    assert record.levelname == "WARNING" and record.getMessage().startswith(f"{tmp_path / 'empty'}: no image files")
+
+
+def test_a_missing_model_is_named_before_keras_is_imported(tmp_path):
+    code = ("import sys; from refinelab.cli import main; status = main(['predict', '--model', 'nowhere/model.keras', "
+            "'photo.jpg']); print(status, 'keras' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert "nowhere/model.keras: model file not found (`dvc repro` in the project folder writes it" in result.stderr
 
 
 def test_help_of_the_command_and_each_subcommand():

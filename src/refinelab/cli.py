@@ -27,15 +27,20 @@ def predict(args: argparse.Namespace) -> int:
     from refinelab.backend import select_backend
     from refinelab.prepared import trained_backend
 
+    if not Path(args.model).is_file():  # Before Keras is imported: seconds, for a wrong folder or a typo.
+        raise DataError(f"{args.model}: model file not found (`dvc repro` in the project folder writes it; "
+                        f"--model names another)")
     if "KERAS_BACKEND" not in os.environ:  # Set by the user, it wins.
         select_backend(trained_backend(args.model))
     from refinelab.predict import Predictor, image_files
     from refinelab.preprocessing import IMAGE_SUFFIXES
 
     predictor = Predictor.load(args.model)
-    files = image_files(args.images)
+    files, empty_folders = image_files(args.images)
     if not files:
         raise DataError(f"no image files in {', '.join(map(str, args.images))} ({', '.join(IMAGE_SUFFIXES)})")
+    for folder in empty_folders:
+        log.warning("%s: no image files (%s)", folder, ", ".join(IMAGE_SUFFIXES))
     predictions, errors = predictor.predict_files(files, top_k=args.top)
     if args.json:
         print(json.dumps({

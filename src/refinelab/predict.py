@@ -85,18 +85,20 @@ class Predictor:
         return predictions, errors
 
 
-def image_files(targets: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders expanded (recursively, sorted) to the image files they hold.
+def image_files(targets: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(files, empty folders): files as given, folders expanded (recursively, sorted) to the image files
+    they hold, and the folders that hold none.
 
     A path that does not exist is kept, so it is reported as an error with the others.
     """
     files: list[Path] = []
+    empty: list[Path] = []
     for target in map(Path, targets):
         if target.is_dir():
             found = sorted(path for path in target.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
             if not found:
-                log.warning("%s: no image files (%s)", target, ", ".join(IMAGE_SUFFIXES))
+                empty.append(target)
             files.extend(found)
         else:
             files.append(target)
-    return files
+    return files, empty

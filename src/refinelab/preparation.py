@@ -115,8 +115,11 @@ def native_shape(split: SplitSource, color_mode: str | None) -> tuple[int, int, 
     sizes = Counter((header.height, header.width) for header in headers)
     (height, width), count = sizes.most_common(1)[0]
     if len(sizes) > 1:
-        log.info("%d of %d training images are %dx%d; the others are %s", count, len(headers), height, width,
-                 ", ".join(f"{h}x{w} ({n})" for (h, w), n in sizes.most_common()[1:6]))
+        others = sizes.most_common()[1:]
+        listed = ", ".join(f"{h}x{w} ({n})" for (h, w), n in others[:5])
+        more = f", and {len(others) - 5} sizes more" if len(others) > 5 else ""
+        log.info("%d of %d training images are %dx%d; the other %d are of %d other sizes: %s%s", count, len(headers),
+                 height, width, len(headers) - count, len(others), listed, more)
     if color_mode is not None:
         return (height, width, 1 if color_mode == "grayscale" else 3)
     grey = sum(header.grayscale for header in headers)

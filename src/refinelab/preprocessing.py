@@ -102,6 +102,8 @@ def open_image(path: str | Path) -> Image.Image:
     """
     path = Path(path)
     try:
+        if path.stat().st_size == 0:  # PIL's "cannot identify image file" does not say why.
+            raise DataError(f"{path}: not a readable image (an empty file, 0 bytes)")
         with Image.open(path) as image:
             image.load()  # Decode now: a truncated file fails here, not later.
             return to_8_bit(ImageOps.exif_transpose(image))  # A new image, usable once the file is closed.
