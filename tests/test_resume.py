@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, write_prepared
@@ -72,6 +73,9 @@ def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterru
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
     killed_after = epochs_backed_up(backups)
     assert killed_after in (2, 3)
+    (saved,) = backups.glob(f"*/seed_states-{killed_after}.npz")
+    with np.load(saved) as states:
+        killed_seconds = float(states["train_seconds"])
 
     again = subprocess.run(train_command(prepared), cwd=folder, env=env, capture_output=True, text=True)
 
@@ -82,6 +86,9 @@ def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterru
     assert series(folder) == series(reference)  # Every epoch's numbers, and the saved model's.
     assert json.loads((folder / "metrics/train/metrics.json").read_text())["resumed_after_epoch"] == killed_after
     assert not backups.exists()  # Removed once training finished.
+    # train_time counts the killed run's epochs too, as an uninterrupted run's counts all of them.
+    assert 0 < killed_seconds and json.loads((folder / "metrics/timing.json").read_text())["train_time"] > killed_seconds
+    assert "trained 4 epochs in" in again.stderr
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ from refinelab.prepared import META_FILE, TRAINING_SET_FILE
 log = logging.getLogger(__name__)
 KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's record of the epochs finished.
 LIVE_BACKUP = "live"
-SEED_STATES = "seed_states-{epoch}.npz"  # The dropout layers' random state after that many epochs.
+SEED_STATES = "seed_states-{epoch}.npz"  # The dropout layers' random state after that many epochs ...
+TRAIN_SECONDS = "train_seconds"  # ... and, under this key, the seconds spent training them (all runs together).
 STOPPED = "stopped"  # Marks a backup kept on purpose (train.until_epoch): never cleaned up as a killed run's.
 
 
@@ -88,6 +90,15 @@ class TrainingBackup:
             log.warning("%s: unreadable (killed while written); training starts over", metadata)
             shutil.rmtree(self.dir, ignore_errors=True)
             return 0
+
+    @property
+    def seconds_done(self) -> float:
+        """Seconds the killed runs spent training the epochs a run continues after (0 with nothing to resume)."""
+        saved = self.dir / SEED_STATES.format(epoch=self.epochs_done)
+        if not self.epochs_done or not saved.is_file():
+            return 0.0
+        with np.load(saved) as states:
+            return float(states[TRAIN_SECONDS]) if TRAIN_SECONDS in states else 0.0
 
     def restore_live_logs(self, live_dir: str | Path) -> bool:
         """Put the killed run's dvclive logs back, cut to the epochs whose weights were saved; True if
@@ -154,14 +165,15 @@ def seed_state_variables(model: keras.Model) -> dict[str, Any]:
 
 
 class EpochStateBackup(keras.callbacks.Callback):
-    """Saves, at the end of every epoch, dvclive's folder and the layers' random state into the backup;
-    restores the random state when training starts from a backup."""
+    """Saves, at the end of every epoch, dvclive's folder, the layers' random state and the seconds trained
+    so far into the backup; restores the random state when training starts from a backup."""
 
     def __init__(self, live_dir: str | Path, backup: TrainingBackup):
         super().__init__()
         self.live_dir, self.backup = Path(live_dir), backup
 
     def on_train_begin(self, logs=None):
+        self.started, self.seconds_before = time.perf_counter(), self.backup.seconds_done
         saved = self.backup.dir / SEED_STATES.format(epoch=self.backup.epochs_done)
         if self.backup.epochs_done and saved.is_file():
             with np.load(saved) as states:
@@ -173,6 +185,7 @@ class EpochStateBackup(keras.callbacks.Callback):
         folder = self.backup.dir
         folder.mkdir(parents=True, exist_ok=True)
         states = {path: keras.ops.convert_to_numpy(variable) for path, variable in seed_state_variables(self.model).items()}
+        states[TRAIN_SECONDS] = np.float64(self.seconds_before + time.perf_counter() - self.started)
         np.savez(folder / SEED_STATES.format(epoch=epoch + 1), **states)
         (folder / SEED_STATES.format(epoch=epoch - 1)).unlink(missing_ok=True)  # Keep this epoch's and the last.
         staging = folder / f"{LIVE_BACKUP}.new"
