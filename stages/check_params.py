@@ -1,7 +1,7 @@
 """Stage check_params: validate the whole params.yaml before any other stage runs.
 
-It depends on every param, so an unknown top-level key, a rejected value or a dataset path that does
-not exist stops `dvc repro` and `dvc exp run` here, before DVC deletes any other stage's outputs; its
+It depends on every param, so an unknown top-level key, a rejected value or an absolute dataset path
+that does not exist stops `dvc repro` and `dvc exp run` here, before DVC deletes any other stage's outputs; its
 output only says the check passed, so a passing check re-runs nothing downstream."""
 
 import argparse

@@ -115,20 +115,26 @@ def test_runs_are_grouped_by_dataset_and_runs_without_one_go_together(study):
 def test_runs_of_one_dataset_param_on_different_files_are_apart(study):
     runs = select_runs(study, [])
     ants = {"name": "image_folder", "location": "photos/ants", "sha256_of_files": "1" * 64}
-    sources = {"a" * 40: ants, "b" * 40: ants, "d" * 40: {**ants, "location": "photos/two-bees"}}
+    sources = {"a" * 40: ants, "b" * 40: None, "d" * 40: {**ants, "location": "photos/two-bees", "sha256_of_files": "3" * 64}}
     groups = group_by_dataset(runs, sources)
     assert {dataset: [run.name for run in runs] for dataset, runs in groups.items()} == {
-        "fashion_mnist: photos/ants": ["main", "fm-drop"],
+        "fashion_mnist: photos/ants": ["main"],
+        "fashion_mnist: files unknown (no data report)": ["fm-drop"],
         "fashion_mnist: photos/two-bees": ["fm-bigger"],
         "mnist": ["mn-1", "mn-2"],  # No report for either: nothing tells them apart.
         None: ["old"],
     }
     # The same folder with other files in it: told apart by the data's digest.
     sources["d" * 40] = {**ants, "sha256_of_files": "2" * 64}
-    labels = [label for label in group_by_dataset(runs, sources) if label and label.startswith("fashion_mnist")]
+    labels = [label for label in group_by_dataset(runs, sources) if label and label.startswith("fashion_mnist: photos")]
     assert len(labels) == 2 and all(label.startswith("fashion_mnist: photos/ants (data ") for label in labels)
-    # One source for all its runs: the dataset's name alone.
-    assert list(group_by_dataset(runs, {"a" * 40: ants, "b" * 40: ants, "d" * 40: ants}))[0] == "fashion_mnist"
+    # The same files from other places (a built-in dataset's copy in another folder), and a run without a
+    # report beside them: one dataset, its name alone.
+    copy = {"name": "fashion-mnist", "files": {"t10k": {"path": "/usr/share/t10k.gz", "sha256": "4" * 64}}}
+    moved = {"name": "fashion-mnist", "files": {"t10k": {"path": "/home/me/.keras/t10k.gz", "sha256": "4" * 64}}}
+    assert list(group_by_dataset(runs, {"a" * 40: copy, "b" * 40: moved}))[0] == "fashion_mnist"
+    assert [run.name for run in group_by_dataset(runs, {"a" * 40: copy, "b" * 40: moved})["fashion_mnist"]] == [
+        "main", "fm-drop", "fm-bigger"]
 
 
 def test_differing_params_are_those_that_differ_within_the_group(study):

@@ -321,8 +321,8 @@ def test_a_dataset_path_that_does_not_exist_is_named_by_its_key(tmp_path, raw_pa
     # Present paths, and servers' URLs (prepare fetches them), pass.
     fine = json.loads(json.dumps(section).replace("{gone}", places["here"]).replace("{here}", places["here"]))
     datasets.check_locations(parse_params(dict(raw_params, dataset=dataset, **fine)))
-    datasets.check_locations(parse_params(dict(raw_params, dataset="image_folder",
-                                               image_folder={"path": "https://example.com/photos.zip"})))
+    for elsewhere in ("https://example.com/photos.zip", "photos/not/in/this/copy"):  # Prepare's to fetch or find.
+        datasets.check_locations(parse_params(dict(raw_params, dataset="image_folder", image_folder={"path": elsewhere})))
 
 
 def test_a_dataset_of_one_class_is_an_error(tmp_path, raw_params):
@@ -399,8 +399,10 @@ def test_a_corrupt_image_fails_naming_it_and_writes_nothing(tmp_path, raw_params
 def test_an_empty_image_file_is_named_as_empty(tmp_path, raw_params):
     root = class_tree(tmp_path / "photos", per_class=10)
     (root / "bee" / "empty.jpg").write_bytes(b"")
-    with pytest.raises(DataError, match=r"empty.jpg: not a readable image \(an empty file, 0 bytes\)"):
+    with pytest.raises(DataError) as raised:
         prepare_with(tmp_path, raw_params, "image_folder", image_folder={"path": str(root)})
+    assert str(raised.value) == (f"{root / 'bee' / 'empty.jpg'}: not a readable image (an empty file, 0 bytes); "
+                                 "set data.on_bad_image: skip to leave such files out")
 
 
 def test_the_size_log_line_counts_every_other_size(tmp_path, caplog):

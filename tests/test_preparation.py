@@ -1,12 +1,11 @@
 import numpy as np
+import pytest
 
 from conftest import needs_fashion_mnist
 from refinelab.config import parse_params
 from refinelab.datasets import FASHION_MNIST
-from refinelab.prepared import load_meta, load_split
-import pytest
-
 from refinelab.errors import DataError
+from refinelab.prepared import load_meta, load_split
 from refinelab.preparation import prepare, split_off, split_validation, stratified_subset
 
 CLASSES = ["a", "b", "c", "d", "e"]

@@ -38,7 +38,7 @@ def test_ctrl_c_is_one_line_saying_what_running_again_does(caplog):
         run_stage(main)
     assert stopped.value.code == 130
     (record,) = [record for record in caplog.records if record.levelname == "ERROR"]
-    assert record.getMessage().startswith("interrupted; the same command runs it again: training continues")
+    assert record.getMessage().startswith("interrupted; the same command runs it again: a training kept in a backup")
 
 
 def test_other_os_errors_are_bugs_and_keep_their_traceback():

@@ -152,30 +152,56 @@ def select_runs(shown: list[dict[str, Any]], wanted: list[str]) -> list[Run]:
     return selected
 
 
+def data_digests(source: Any) -> str | None:
+    """What identifies the files a data report's source describes: its checksums (``sha256``,
+    ``sha256_of_files``) wherever they are in it, not where the files lay; None when it has none."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("sha256", "sha256_of_files") and isinstance(item, str):
+                    found.append(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(source)
+    return ",".join(sorted(found)) or None
+
+
 def group_by_dataset(runs: list[Run], sources: dict[str, dict[str, Any] | None] | None = None) -> dict[str | None, list[Run]]:
     """The runs by their dataset, in order of first appearance: the ``dataset`` param (None: runs without
-    one) and, where runs of one such param read different data (two image folders, or one whose files
-    changed), where it came from (``sources``: each revision's ``metrics/data.json`` source), so that
-    scores on different test sets are never ranked together."""
+    one) and, where runs of one such param read different files (two image folders, or one whose files
+    changed; ``sources``: each revision's ``metrics/data.json`` source, compared by its checksums), where
+    they came from, so that scores on different test sets are never ranked together. A run whose files
+    are unknown (no report, or no checksums in it) joins its dataset's runs when they all read the same."""
     sources = sources or {}
-    identity = {run.rev: json.dumps(sources.get(run.rev), sort_keys=True) for run in runs}
     names = {run.rev: None if run.params.get(DATASET_PARAM) is None else str(run.params[DATASET_PARAM]) for run in runs}
-    identities: dict[str | None, set[str]] = {}
+    digests = {run.rev: data_digests(sources.get(run.rev)) for run in runs}
+    known: dict[str | None, set[str]] = {}
     for run in runs:
-        identities.setdefault(names[run.rev], set()).add(identity[run.rev])
+        if digests[run.rev] is not None:
+            known.setdefault(names[run.rev], set()).add(digests[run.rev])
 
-    def location(run: Run) -> str:
-        return (sources.get(run.rev) or {}).get("location") or "no data report"
+    def label(run: Run) -> str | None:
+        name, digest = names[run.rev], digests[run.rev]
+        if name is None or len(known.get(name, ())) < 2:
+            return name
+        if digest is None:
+            return f"{name}: files unknown (no data report)"
+        same_place = [other for other in runs if names[other.rev] == name and digests[other.rev] is not None
+                      and (sources[other.rev] or {}).get("location") == (sources[run.rev] or {}).get("location")]
+        where = (sources[run.rev] or {}).get("location")
+        if where is None or len({digests[other.rev] for other in same_place}) > 1:  # The same place, other files.
+            where = f"{where + ' ' if where else ''}(data {hashlib.sha256(digest.encode()).hexdigest()[:8]})"
+        return f"{name}: {where}"
 
     groups: dict[str | None, list[Run]] = {}
     for run in runs:
-        label = names[run.rev]
-        if label is not None and len(identities[label]) > 1:
-            label = f"{label}: {location(run)}"
-            if len({identity[other.rev] for other in runs if names[other.rev] == names[run.rev]
-                    and location(other) == location(run)}) > 1:  # The same place, other files.
-                label += f" (data {hashlib.sha256(identity[run.rev].encode()).hexdigest()[:8]})"
-        groups.setdefault(label, []).append(run)
+        groups.setdefault(label(run), []).append(run)
     return groups
 
 

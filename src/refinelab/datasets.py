@@ -300,15 +300,17 @@ LOCATION_KEYS = {"h5": ("train", "test"), "image_folder": ("path",), "filename_l
 
 
 def check_locations(params: Params) -> None:
-    """The chosen dataset's files and folders exist, where they are on this machine (a path or a file://
-    URL): the check_params stage looks before DVC deletes any output, prepare would only after."""
+    """The chosen dataset's files and folders given by absolute path (or file:// URL) exist: the
+    check_params stage looks before DVC deletes any output, prepare would only after. A relative path is
+    left to prepare: it names a place in the workspace, and DVC's queue runs experiments in a copy of the
+    workspace without its untracked files, where prepare, if its inputs did not change, need not read it."""
     section = getattr(params, params.dataset, None)
     for key in LOCATION_KEYS.get(params.dataset, ()):
         location = getattr(section, key)
         if location is None or (is_url(location) and urllib.parse.urlparse(location).scheme != "file"):
             continue  # Unset (the loader says what to set), or fetched from a server by prepare.
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path)) if is_url(location) else Path(location)
-        if not path.exists():
+        if path.is_absolute() and not path.exists():
             raise ParamsError(f"datasets.yaml: {params.dataset}.{key}: {location}: no such file or folder")
 
 
@@ -327,16 +329,16 @@ def load_image_folder(params: Params) -> RawDataset:
             if existing := [root / folder for folder in folders if (root / folder).is_dir()]:
                 split_dirs[split] = existing[0]
     class_names = tuple(sorted(path.name for path in split_dirs["train"].iterdir() if path.is_dir()))
-    loose, _ = image_files(split_dirs["train"])
+    loose = {split: image_files(directory)[0] for split, directory in split_dirs.items()}  # Not in a class folder.
     if len(class_names) < 2:
         found = f"only the class folder {class_names[0]!r}" if class_names else "no class folders"
-        hint = (f"; its {len(loose)} images outside any class folder are not used (for classes named in the "
-                f"file names, use dataset: filename_labels)") if loose else ""
+        hint = (f"; its {len(loose['train'])} images outside any class folder are not used (for classes named in "
+                f"the file names, use dataset: filename_labels)") if loose["train"] else ""
         raise DataError(f"{split_dirs['train']}: {found}, and a classifier needs a folder of images for each of "
                         f"two classes or more{hint}")
     splits, skipped, all_files = {}, [], []
     for split, directory in split_dirs.items():
-        skipped += [{"file": str(path), "reason": "not in a class folder"} for path in image_files(directory)[0]]
+        skipped += [{"file": str(path), "reason": "not in a class folder"} for path in loose[split]]
         unknown = sorted({path.name for path in directory.iterdir() if path.is_dir()} - set(class_names))
         if unknown:
             raise DataError(f"{directory}: class folders {unknown} are not in train's classes {list(class_names)}")

@@ -49,7 +49,8 @@ def make_dataset(
     pipeline: str | None = None, share: BatchShare | None = None, replicas: int = 1, fill_last_batch: bool = False,
 ) -> Any:
     """Batches of (float32 images in 0-255, labels: int64, or one-hot float32 over ``one_hot`` classes),
-    read from ``split`` without copying it whole.
+    read from ``split`` without copying it whole (``PyDataset``: NumPy arrays; augmented images are the
+    backend's tensors).
 
     Only indices are shuffled; each batch is gathered from the (memory-mapped) arrays, so a
     dataset larger than RAM streams from disk. ``augment`` (training data only: see
@@ -194,7 +195,7 @@ class SplitBatches(keras.utils.PyDataset):
     def num_batches(self) -> int:
         return self.batches
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[Any, np.ndarray]:
         if not 0 <= index < self.batches:
             raise IndexError(f"batch {index} of {self.batches}")
         images, labels = gather(self.split, self.order[index * self.batch_size: (index + 1) * self.batch_size])

@@ -49,8 +49,8 @@ def split_off(
     if single := [name for name, count in zip(class_names, counts) if count == 1]:
         raise DataError(
             f"cannot split a {what} set off {len(labels)} training images: class {', '.join(map(repr, single))} "
-            f"has 1 of them, and every class needs an image in train and one in {what}: give each class 3 images "
-            f"or more (one for each of train, validation and test)"
+            f"has 1 of them, and every class needs an image in train and one in {what}: give each class an "
+            f"image for every split made from these (3 when both validation and test are)"
         )
     indices = np.arange(len(labels))
     held_out_size = max(math.ceil(fraction * len(labels)), np.count_nonzero(counts))

@@ -101,9 +101,9 @@ def open_image(path: str | Path) -> Image.Image:
     colour space that cannot be converted) is a :class:`DataError` naming the file.
     """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:  # PIL's "cannot identify image file" does not say why.
+        raise DataError(f"{path}: not a readable image (an empty file, 0 bytes)")
     try:
-        if path.stat().st_size == 0:  # PIL's "cannot identify image file" does not say why.
-            raise DataError(f"{path}: not a readable image (an empty file, 0 bytes)")
         with Image.open(path) as image:
             image.load()  # Decode now: a truncated file fails here, not later.
             return to_8_bit(ImageOps.exif_transpose(image))  # A new image, usable once the file is closed.

@@ -92,13 +92,16 @@ class TrainingBackup:
             return 0
 
     @property
-    def seconds_done(self) -> float:
-        """Seconds the killed runs spent training the epochs a run continues after (0 with nothing to resume)."""
-        saved = self.dir / SEED_STATES.format(epoch=self.epochs_done)
-        if not self.epochs_done or not saved.is_file():
+    def seconds_done(self) -> float | None:
+        """Seconds the killed runs spent training the epochs a run continues after (0 with nothing to
+        resume); None when the backup does not say (made by an older refinelab)."""
+        if not self.epochs_done:
             return 0.0
+        saved = self.dir / SEED_STATES.format(epoch=self.epochs_done)
+        if not saved.is_file():
+            return None
         with np.load(saved) as states:
-            return float(states[TRAIN_SECONDS]) if TRAIN_SECONDS in states else 0.0
+            return float(states[TRAIN_SECONDS]) if TRAIN_SECONDS in states else None
 
     def restore_live_logs(self, live_dir: str | Path) -> bool:
         """Put the killed run's dvclive logs back, cut to the epochs whose weights were saved; True if
@@ -173,7 +176,7 @@ class EpochStateBackup(keras.callbacks.Callback):
         self.live_dir, self.backup = Path(live_dir), backup
 
     def on_train_begin(self, logs=None):
-        self.started, self.seconds_before = time.perf_counter(), self.backup.seconds_done
+        self.started, self.seconds_before = time.perf_counter(), self.backup.seconds_done or 0.0
         saved = self.backup.dir / SEED_STATES.format(epoch=self.backup.epochs_done)
         if self.backup.epochs_done and saved.is_file():
             with np.load(saved) as states:

@@ -114,6 +114,7 @@ def run_stage(main: Callable[[], None], writes_workspace: Callable[[], bool] = l
     except KeyboardInterrupt:  # Ctrl-C: a user's decision, not a bug; the traceback (TensorFlow's) says nothing.
         if debug:
             raise
-        log.error("interrupted; the same command runs it again: training continues after its last finished "
-                  "epoch, other stages start over (no output is ever left half-written)")
+        log.error("interrupted; the same command runs it again: a training kept in a backup (one phase, one "
+                  "worker) continues after its last finished epoch, the rest starts over (no output is ever "
+                  "left half-written)")
         sys.exit(130)

@@ -360,7 +360,8 @@ def fit_and_save(
         if resumed:
             live.step = epochs_done  # dvclive resumes at step 0 after one epoch (it reads step 0 as none logged).
             live.summary["resumed_after_epoch"] = epochs_done
-        if epochs_done:  # train_time is the whole training's, the killed runs' epochs included, as other runs' is.
+        if epochs_done and backup.seconds_done is not None:
+            # train_time is the whole training's, the killed runs' epochs included, as other runs' is.
             timer.seconds, timer.epochs = backup.seconds_done, epochs_done
         for phase in (phase for phase in phases if phase.first < until):
             compile_for_phase(model, params, phase, steps_per_epoch)
