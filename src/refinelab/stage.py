@@ -60,9 +60,10 @@ def stage_params(params_file: str | Path, stage: str, cpu_only: bool = False) ->
 # only after. A stage holds it while it runs, so that second run is refused before it writes anything.
 EXPERIMENT_LOCK_DIR = Path(".dvc", "tmp", "exps")
 WORKSPACE_RUN_LOCK = "refs/exps/stash"
+# DVC shows it when the lock is busy, and in its warning when it removes the lock of a killed stage.
 BUSY_MESSAGE = (
-    "a refinelab stage ({stage}) is running in this workspace; to try other values meanwhile, queue them with "
-    "`dvc exp run --queue -S ...` and run the queue once this run ends (`dvc queue start`)"
+    "refinelab's {stage} stage (while one runs, try other values with `dvc exp run --queue -S ...`, then "
+    "`dvc queue start` once it ends)"
 )
 
 
