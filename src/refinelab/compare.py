@@ -186,16 +186,17 @@ def group_by_dataset(runs: list[Run], sources: dict[str, dict[str, Any] | None] 
         if digests[run.rev] is not None:
             known.setdefault(names[run.rev], set()).add(digests[run.rev])
 
+    locations = {run.rev: (sources.get(run.rev) or {}).get("location") for run in runs}
+
     def label(run: Run) -> str | None:
-        name, digest = names[run.rev], digests[run.rev]
+        name, digest, where = names[run.rev], digests[run.rev], locations[run.rev]
         if name is None or len(known.get(name, ())) < 2:
             return name
         if digest is None:
             return f"{name}: files unknown (no data report)"
-        same_place = [other for other in runs if names[other.rev] == name and digests[other.rev] is not None
-                      and (sources[other.rev] or {}).get("location") == (sources[run.rev] or {}).get("location")]
-        where = (sources[run.rev] or {}).get("location")
-        if where is None or len({digests[other.rev] for other in same_place}) > 1:  # The same place, other files.
+        other_files_here = {digests[other.rev] for other in runs if names[other.rev] == name
+                            and locations[other.rev] == where and digests[other.rev] is not None} - {digest}
+        if where is None or other_files_here:
             where = f"{where + ' ' if where else ''}(data {hashlib.sha256(digest.encode()).hexdigest()[:8]})"
         return f"{name}: {where}"
 
