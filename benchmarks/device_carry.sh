@@ -6,8 +6,10 @@
 # call carries [".whl", ".fmnist", ".gitdeb"] and starts with `source benchmarks/device_setup.sh`, e.g.
 #   source benchmarks/device_setup.sh && python benchmarks/bench.py --backend jax
 set -euo pipefail
+exclude="$(git rev-parse --git-dir)/info/exclude"  # A fresh clone may have no info/ folder.
+mkdir -p "$(dirname "$exclude")"
 for folder in .whl .fmnist .gitdeb; do
-  grep -qx "/$folder/" .git/info/exclude 2>/dev/null || echo "/$folder/" >> .git/info/exclude
+  grep -qx "/$folder/" "$exclude" 2>/dev/null || echo "/$folder/" >> "$exclude"
 done
 mkdir -p .whl .fmnist .gitdeb
 # The train/evaluate/plot stages' imports and DVC's, less what the image has (its list: the device

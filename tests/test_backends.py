@@ -119,6 +119,50 @@ def test_the_compiled_augmenter_draws_what_the_eager_layers_draw_call_after_call
     assert result.returncode == 0 and "same draws" in result.stdout, result.stderr[-3000:]
 
 
+SEVERAL_STEPS_PER_EXECUTION = """
+import os
+os.environ["KERAS_BACKEND"] = "jax"
+import keras
+import numpy as np
+from refinelab.pipeline_data import make_dataset, pipeline_callbacks
+from refinelab.prepared import Split
+from refinelab.training import steps_per_execution
+
+rng = np.random.default_rng(0)
+# 21 batches of 8 (the last short), read as a resumable run reads them (steps_per_epoch given): not a
+# multiple of the steps per execution, so each epoch's last execution has fewer steps.
+split = Split(rng.integers(0, 256, (165, 6, 6, 1)).astype(np.uint8), rng.integers(0, 3, 165))
+steps = -(-len(split) // 8)
+
+def trained(per_execution):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), steps_per_execution=per_execution,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    data = make_dataset(split, 8, shuffle=True, seed=3, first_epoch=0)
+    model.fit(data, steps_per_epoch=steps, epochs=3, verbose=0, callbacks=pipeline_callbacks(data))
+    return model
+
+several = steps_per_execution()
+assert several > 1, several
+one, grouped = trained(1), trained(several)
+assert int(grouped.optimizer.iterations) == int(one.optimizer.iterations) == 3 * steps
+for a, b in zip(one.get_weights(), grouped.get_weights()):
+    np.testing.assert_array_equal(a, b)
+print("same training")
+"""
+
+
+def test_several_steps_per_execution_train_exactly_what_one_does_on_jax():
+    """On JAX train compiles with several steps per call of Keras' step function (the per-step
+    overhead that a GPU waited on): every epoch must still take each of its batches once, in order."""
+    pytest.importorskip("jax", reason="JAX is not installed (pip install -e '.[jax]'); CI runs TensorFlow only")
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", SEVERAL_STEPS_PER_EXECUTION], capture_output=True, text=True,
+                            env=env, cwd=ROOT)
+    assert result.returncode == 0 and "same training" in result.stdout, result.stderr[-3000:]
+
+
 def unset_restored_after(monkeypatch, *names: str) -> None:
     """Unset the variables; the test's end restores them, also where the code under test set them (a
     plain delenv of an unset variable records nothing to restore: a value set later would leak into

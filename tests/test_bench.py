@@ -59,3 +59,25 @@ def test_a_gpu_run_writes_a_table_of_its_own_and_keeps_the_cpu_one(tmp_path):
     assert "| 0.2500 |" in cpu_table.split("<!-- bench:end -->")[0] and "GPU: none" in cpu_table
     assert "| 0.8750 |" in gpu_table and "0.7500" not in gpu_table and "GPU: NVIDIA H100" in gpu_table
     assert "| n/a |" in gpu_table  # Entries measured before epoch_seconds existed.
+
+
+def test_the_epoch_overhead_benchmark_times_every_variant_in_every_round(tmp_path):
+    """benchmarks/epoch_overhead.py (the interleaved peer-against-refinelab epochs) on a tiny project."""
+    import keras
+
+    from conftest import write_prepared
+
+    write_prepared(tmp_path / "data/prepared", (8, 8, 1), num_classes=3, counts=(96, 32, 32))
+    (tmp_path / "models").mkdir()
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "models/model.keras")
+    (tmp_path / "models/params.json").write_text(json.dumps({"batch_size": 16, "seed": 1, "learning_rate": 0.01}))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/epoch_overhead.py"), "--project", str(tmp_path), "--out",
+         str(tmp_path / "results"), "--rounds", "2", "--epochs", "2", "--steps-per-execution", "1", "2"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (report_file,) = (tmp_path / "results").glob("*-epoch_overhead.json")
+    epochs = json.loads(report_file.read_text())["median_epoch_seconds"]
+    assert set(epochs) == {"peer_spe1", "refinelab_spe1", "peer_spe2", "refinelab_spe2"}
+    assert all(len(rounds) == 2 and min(rounds) > 0 for rounds in epochs.values())

@@ -223,6 +223,19 @@ def training_phases(params: Params) -> list[Phase]:
     return [Phase("train", 0, params.epochs, False)]
 
 
+# Training steps per call of Keras' step function on JAX. Keras runs each call's steps in a Python loop
+# over the same compiled step (same results), and between calls its per-step work: the epoch iterator,
+# the batch callbacks, the logs. On a GPU a step of a small model is shorter than that work: on the H100,
+# 8 steps a call cut the default model's epoch from 1.04 to 0.72 s (benchmarks/results, BENCHMARKS.md).
+# TensorFlow keeps 1: its multi-step loop reads a fixed count of batches, so with steps_per_epoch over an
+# endless stream of epochs (a resumable run's) an epoch not divisible by it would take the next one's.
+JAX_STEPS_PER_EXECUTION = 8
+
+
+def steps_per_execution() -> int:
+    return 1 if on_tensorflow() else JAX_STEPS_PER_EXECUTION
+
+
 def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_per_epoch: int) -> None:
     """Set what trains in ``phase``; compile with a fresh optimizer and learning-rate schedule."""
     base = transfer_base(model)
@@ -235,7 +248,8 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
         multipliers = {variable.path: base_rate / params.learning_rate for variable in base.trainable_variables}
     optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first),
                                multipliers)
-    model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"],
+                  steps_per_execution=steps_per_execution())
 
 
 def shared_backup_folder() -> Path | None:
