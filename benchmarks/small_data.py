@@ -113,14 +113,18 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", help="names to run (default: all found)")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="extra top-level params for every run, e.g. epochs=20 (YAML values)")
+                        help="params for every run, as `dvc exp run -S` takes them: e.g. epochs=20 "
+                        "data.limit=100 (YAML values; dots for nested keys)")
     parser.add_argument("--output", type=Path, help="write every result as JSON here")
     args = parser.parse_args()
 
     base = read_config(ROOT / "params.yaml")
     for assignment in args.set:
         key, value = assignment.split("=", 1)
-        base[key] = yaml.safe_load(value)
+        change = yaml.safe_load(value)
+        for part in reversed(key.split(".")):
+            change = {part: change}
+        base = merged(base, change)
     results = []
     for name, changes in datasets(args.shared).items():
         if args.datasets and name not in args.datasets:

@@ -47,6 +47,19 @@ def test_stratified_subset_keeps_class_balance_and_caps():
     np.testing.assert_array_equal(stratified_subset(labels, 1000, seed=0), np.arange(200))
 
 
+@pytest.mark.parametrize("rare", [1, 2])
+def test_data_limit_keeps_a_rare_class_when_the_subset_has_room_for_every_class(rare):
+    """A stratified draw of 10 from 100 + 100 + 2 gives the third class 0.1 of an image: none, and its
+    metrics would vanish from that split (with 1 image sklearn cannot stratify: the plain draw)."""
+    labels = np.concatenate([np.zeros(100, int), np.ones(100, int), np.full(rare, 2)])
+    for seed in range(5):
+        subset = stratified_subset(labels, 10, seed=seed)
+        assert len(subset) == 10 and len(set(subset)) == 10
+        assert np.bincount(labels[subset], minlength=3).min() >= 1, seed
+    # Fewer places than classes: nothing to guarantee, the size still holds.
+    assert len(stratified_subset(labels, 2, seed=0)) == 2
+
+
 @needs_fashion_mnist
 def test_prepare_writes_limited_splits_and_leaves_test_untouched(tmp_path, tiny_raw_params):
     params = parse_params(tiny_raw_params)

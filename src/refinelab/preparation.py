@@ -24,14 +24,22 @@ ARRAY_BATCH = 1024  # Decoded arrays are preprocessed and written this many imag
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Indices of a seeded, class-balanced subset of ``size`` items (all of them if fewer)."""
+    """Indices of a seeded, class-balanced subset of ``size`` items (all of them if fewer).
+
+    Every class of ``labels`` keeps an item when ``size`` allows one each: a stratified draw rounds a
+    rare class's share to none, and a split without it has no metrics for it."""
     indices = np.arange(len(labels))
     if size <= 0 or size >= len(labels):
         return indices
     try:
-        subset, _ = train_test_split(indices, train_size=size, stratify=labels, random_state=seed)
+        subset, rest = train_test_split(indices, train_size=size, stratify=labels, random_state=seed)
     except ValueError:  # Too few items per class to stratify: fall back to a plain seeded draw.
-        subset, _ = train_test_split(indices, train_size=size, random_state=seed)
+        subset, rest = train_test_split(indices, train_size=size, random_state=seed)
+    classes = np.unique(labels)
+    if size >= len(classes):
+        for label in classes:
+            if not np.any(labels[subset] == label):
+                rest, subset = swap_one(labels, rest, subset, label)
     return np.sort(subset)
 
 
@@ -71,8 +79,8 @@ def split_off(
 
 def swap_one(labels: np.ndarray, source: np.ndarray, target: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
     """Move ``source``'s first image of ``label`` into ``target``, and ``target``'s last image of its largest
-    class (which has two or more: ``target`` is at least one image per class, ``label`` among them none) into
-    ``source``: the sizes stay, and the orders are the seeded split's."""
+    class into ``source``: the sizes stay, and the orders are the seeded split's. That class has two or more
+    images where ``target`` holds at least one image per class and none of ``label``."""
     given = source[labels[source] == label][0]
     largest = np.bincount(labels[target]).argmax()
     taken = target[labels[target] == largest][-1]
