@@ -6,7 +6,7 @@
 # call carries [".whl", ".fmnist", ".gitdeb"] and starts with `source benchmarks/device_setup.sh`, e.g.
 #   source benchmarks/device_setup.sh && python benchmarks/bench.py --backend jax
 set -euo pipefail
-exclude="$(git rev-parse --git-dir)/info/exclude"  # A fresh clone may have no info/ folder.
+exclude="$(git rev-parse --git-path info/exclude)"  # A fresh clone may have no info/ folder.
 mkdir -p "$(dirname "$exclude")"
 for folder in .whl .fmnist .gitdeb; do
   grep -qx "/$folder/" "$exclude" 2>/dev/null || echo "/$folder/" >> "$exclude"

@@ -124,7 +124,7 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 import keras
 import numpy as np
-from refinelab.pipeline_data import make_dataset, pipeline_callbacks
+from refinelab.pipeline_data import make_dataset, pipeline_callbacks, predict
 from refinelab.prepared import Split
 from refinelab.training import steps_per_execution
 
@@ -132,23 +132,34 @@ rng = np.random.default_rng(0)
 # 21 batches of 8 (the last short), read as a resumable run reads them (steps_per_epoch given): not a
 # multiple of the steps per execution, so each epoch's last execution has fewer steps.
 split = Split(rng.integers(0, 256, (165, 6, 6, 1)).astype(np.uint8), rng.integers(0, 3, 165))
+validation = Split(rng.integers(0, 256, (40, 6, 6, 1)).astype(np.uint8), rng.integers(0, 3, 40))
 steps = -(-len(split) // 8)
+# Data that may not end with the epoch (a stream of epochs, anything but SplitBatches) keeps one step.
+assert steps_per_execution(iter([])) == 1
 
-def trained(per_execution):
+def trained(grouped):
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dropout(0.2),
+                              keras.layers.Dense(3)])
+    data = make_dataset(split, 8, shuffle=True, seed=3, first_epoch=0)
+    per_execution = steps_per_execution(data) if grouped else 1
     model.compile(optimizer=keras.optimizers.Adam(0.01), steps_per_execution=per_execution,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    data = make_dataset(split, 8, shuffle=True, seed=3, first_epoch=0)
-    model.fit(data, steps_per_epoch=steps, epochs=3, verbose=0, callbacks=pipeline_callbacks(data))
-    return model
+    history = model.fit(data, steps_per_epoch=steps, epochs=3, verbose=0, callbacks=pipeline_callbacks(data),
+                        validation_data=make_dataset(validation, 16))
+    return model, per_execution, history.history
 
-several = steps_per_execution()
+(one, _, one_history), (grouped, several, grouped_history) = trained(False), trained(True)
 assert several > 1, several
-one, grouped = trained(1), trained(several)
 assert int(grouped.optimizer.iterations) == int(one.optimizer.iterations) == 3 * steps
 for a, b in zip(one.get_weights(), grouped.get_weights()):
     np.testing.assert_array_equal(a, b)
+assert one_history == grouped_history, (one_history, grouped_history)
+# 10 batches of 256 (the last filled up): two calls of 8 and 2 steps, outputs complete and in order.
+many = Split(rng.integers(0, 256, (9 * 256 + 17, 6, 6, 1)).astype(np.uint8), np.zeros(9 * 256 + 17, int))
+predictions = predict(grouped, many)
+assert predictions.shape == (len(many), 3)
+np.testing.assert_array_equal(predictions, predict(one, many))
 print("same training")
 """
 

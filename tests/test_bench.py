@@ -78,6 +78,8 @@ def test_the_epoch_overhead_benchmark_times_every_variant_in_every_round(tmp_pat
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     (report_file,) = (tmp_path / "results").glob("*-epoch_overhead.json")
-    epochs = json.loads(report_file.read_text())["median_epoch_seconds"]
+    report = json.loads(report_file.read_text())
+    epochs = report["median_epoch_seconds"]
+    assert report["host_microseconds_per_batch"]["refinelab_gather"] > 0
     assert set(epochs) == {"peer_spe1", "refinelab_spe1", "peer_spe2", "refinelab_spe2"}
     assert all(len(rounds) == 2 and min(rounds) > 0 for rounds in epochs.values())

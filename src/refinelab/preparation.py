@@ -80,7 +80,7 @@ def split_off(
 def swap_one(labels: np.ndarray, source: np.ndarray, target: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
     """Move ``source``'s first image of ``label`` into ``target``, and ``target``'s last image of its largest
     class into ``source``: the sizes stay, and the orders are the seeded split's. That class has two or more
-    images where ``target`` holds at least one image per class and none of ``label``."""
+    images where ``target``, holding none of ``label``, has at least as many images as there are classes."""
     given = source[labels[source] == label][0]
     largest = np.bincount(labels[target]).argmax()
     taken = target[labels[target] == largest][-1]

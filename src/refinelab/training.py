@@ -27,7 +27,9 @@ from refinelab.errors import ParamsError
 from refinelab.fileio import atomic_path, write_json
 from refinelab.models import Regularization, build_model, freeze_base, model_summary, transfer_base
 from refinelab.optimizers import make_optimizer
-from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks, predict, short_last_batch
+from refinelab.pipeline_data import (
+    INFERENCE_BATCH, SplitBatches, make_dataset, pipeline_callbacks, predict, short_last_batch,
+)
 from refinelab.prepared import RESOLVED_PARAMS_FILE, Split, load_meta, load_split, load_training_set
 from refinelab.resume import TrainingBackup, data_identity
 
@@ -223,21 +225,28 @@ def training_phases(params: Params) -> list[Phase]:
     return [Phase("train", 0, params.epochs, False)]
 
 
-# Training steps per call of Keras' step function on JAX. Keras runs each call's steps in a Python loop
-# over the same compiled step (same results), and between calls its per-step work: the epoch iterator,
-# the batch callbacks, the logs. On a GPU a step of a small model is shorter than that work: on the H100,
-# 8 steps a call cut the default model's epoch from 1.04 to 0.72 s (benchmarks/results, BENCHMARKS.md).
-# TensorFlow keeps 1: its multi-step loop reads a fixed count of batches, so with steps_per_epoch over an
-# endless stream of epochs (a resumable run's) an epoch not divisible by it would take the next one's.
+# Training steps per call of Keras' step function, for the JAX pipeline. Keras runs each call's steps in a
+# Python loop over the same compiled step (same results), and between calls its per-step work: the epoch
+# iterator, the batch callbacks, the logs. On a GPU a step of a small model is shorter than that work: on
+# the H100, 8 steps a call cut the default model's epoch from 1.04 to 0.72 s (BENCHMARKS.md, "On a GPU").
+# Each call reads that many batches, stopping early only where the data ends: over an endless stream of
+# epochs (tf.data with steps_per_epoch, a resumable run's) an epoch would take the next one's batches
+# (measured on TensorFlow: 3 epochs of 21 steps took 72). A SplitBatches ends every epoch, and on
+# JAX, where Keras catches that end inside the loop, the last call of an epoch stops there.
 JAX_STEPS_PER_EXECUTION = 8
 
 
-def steps_per_execution() -> int:
-    return 1 if on_tensorflow() else JAX_STEPS_PER_EXECUTION
+def steps_per_execution(train_data: Any) -> int:
+    if on_tensorflow() or not isinstance(train_data, SplitBatches):
+        return 1
+    return JAX_STEPS_PER_EXECUTION
 
 
-def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_per_epoch: int) -> None:
-    """Set what trains in ``phase``; compile with a fresh optimizer and learning-rate schedule."""
+def compile_for_phase(
+    model: keras.Model, params: Params, phase: Phase, steps_per_epoch: int, train_data: Any = None
+) -> None:
+    """Set what trains in ``phase``; compile with a fresh optimizer and learning-rate schedule (and
+    several steps per call where ``train_data`` allows: :func:`steps_per_execution`)."""
     base = transfer_base(model)
     if base is not None:
         base.trainable = True
@@ -249,7 +258,7 @@ def compile_for_phase(model: keras.Model, params: Params, phase: Phase, steps_pe
     optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first),
                                multipliers)
     model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"],
-                  steps_per_execution=steps_per_execution())
+                  steps_per_execution=steps_per_execution(train_data))
 
 
 def shared_backup_folder() -> Path | None:
@@ -378,13 +387,13 @@ def fit_and_save(
             # train_time is the whole training's, the killed runs' epochs included, as other runs' is.
             timer.seconds, timer.epochs = backup.seconds_done, epochs_done
         for phase in (phase for phase in phases if phase.first < until):
-            compile_for_phase(model, params, phase, steps_per_epoch)
             log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, min(phase.last, until))
             first_epoch = max(phase.first, epochs_done) if keyed_epochs else None
             train_data = distribution.distribute(lambda share: make_dataset(
                 train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
                 first_epoch=first_epoch, one_hot=one_hot, share=share, replicas=distribution.replicas,
             ), weights)
+            compile_for_phase(model, params, phase, steps_per_epoch, train_data)
             model.fit(
                 train_data,
                 steps_per_epoch=steps_per_epoch if keyed_epochs else None,
