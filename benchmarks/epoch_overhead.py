@@ -7,9 +7,10 @@ difference measured. Here every variant trains the default run's architecture (c
 ``models/model.keras``, fresh weights) on the prepared splits for ``--epochs`` epochs, with the same
 optimizer and schedule, and the variants take turns for ``--rounds`` rounds:
 
-- ``peer``: numpy arrays in memory, ``model.fit``, nothing else (bench's keras_peer on JAX);
+- ``peer``: numpy arrays in memory, ``model.fit``, no other callback (bench's keras_peer on JAX);
 - ``refinelab``: the memory-mapped splits through refinelab's ``PyDataset`` (:func:`make_dataset`), and
-  the callbacks train gives ``fit``: the epoch timer, dvclive's metrics and the per-epoch backup;
+  the callbacks train gives ``fit``: dvclive's metrics and the per-epoch backup (both variants
+  carry train's epoch timer, which gives the figure);
 
 each with every value of ``--steps-per-execution`` (refinelab's train uses 8 on JAX, 1 on TensorFlow:
 ``refinelab.training.steps_per_execution``). The figure is the median epoch after the first
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=ROOT, help="its data/prepared and models/ (default: this one)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
     args = parser.parse_args()
+    needed = [args.project / "data/prepared", args.project / "models/model.keras", args.project / "models/params.json"]
+    if missing := [str(path) for path in needed if not path.exists()]:
+        parser.error(f"missing {', '.join(missing)}: run `dvc repro train` in {args.project} first")
 
     import keras
     import numpy as np
@@ -63,16 +67,6 @@ def main() -> None:
     batch_size, seed = resolved["batch_size"], resolved["seed"]
     scratch = Path(tempfile.mkdtemp(prefix="epoch-overhead-"))
 
-    class EpochStarts(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.times.append(time.perf_counter())
-
-        def on_train_end(self, logs=None):
-            self.times.append(time.perf_counter())
-
     def peer_fit() -> tuple[dict, list]:
         return dict(x=arrays["train"][0], y=arrays["train"][1], batch_size=batch_size, shuffle=True,
                     validation_data=arrays["validation"]), []
@@ -81,8 +75,7 @@ def main() -> None:
         data = make_dataset(train, batch_size, shuffle=True, seed=seed)
         folder = Path(tempfile.mkdtemp(dir=scratch))
         live = Live(dir=str(folder / "live"), dvcyaml=None, save_dvc_exp=False)
-        callbacks = pipeline_callbacks(data) + [TrainingTimer(), LiveMetrics(live),
-                                                EpochBackupAndRestore(str(folder / "backup"))]
+        callbacks = pipeline_callbacks(data) + [LiveMetrics(live), EpochBackupAndRestore(str(folder / "backup"))]
         return dict(x=data, validation_data=make_dataset(validation, INFERENCE_BATCH)), callbacks
 
     def median_epoch(fit_arguments, per_execution: int) -> float:
@@ -93,9 +86,9 @@ def main() -> None:
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], steps_per_execution=per_execution)
         kwargs, callbacks = fit_arguments()
-        starts = EpochStarts()
-        model.fit(**kwargs, epochs=args.epochs, verbose=0, callbacks=[starts, *callbacks])
-        return float(np.median(np.diff(starts.times)[1:]))
+        timer = TrainingTimer()  # Train's own epoch timer (each epoch until the next begins), for both.
+        model.fit(**kwargs, epochs=args.epochs, verbose=0, callbacks=[timer, *callbacks])
+        return float(np.median(timer.epoch_seconds[1:]))
 
     variants = [(name, fit, per_execution) for per_execution in args.steps_per_execution
                 for name, fit in (("peer", peer_fit), ("refinelab", refinelab_fit))

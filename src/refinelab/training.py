@@ -243,7 +243,7 @@ def steps_per_execution(train_data: Any) -> int:
 
 
 def compile_for_phase(
-    model: keras.Model, params: Params, phase: Phase, steps_per_epoch: int, train_data: Any = None
+    model: keras.Model, params: Params, phase: Phase, steps_per_epoch: int, train_data: Any
 ) -> None:
     """Set what trains in ``phase``; compile with a fresh optimizer and learning-rate schedule (and
     several steps per call where ``train_data`` allows: :func:`steps_per_execution`)."""
