@@ -1,7 +1,7 @@
 """Chihuahua or muffin: test accuracy with and without the study's offline copies (invert + rotate90).
 
 The study this project grew from enlarged its 26 training images with an inverted and a 90°-rotated
-copy of each. This benchmark repeats that with refinelab's own augment stage (``refinelab.augmentation``)
+copy of each. This benchmark repeats that with refinelab's own augment stage (``refinelab.augment.ops``)
 and the architecture presets from params.yaml, several seeds each (the test set has only 14 images),
 and reports test accuracy on the real test images and on the same images turned 90° and inverted
 (to show what the copies buy and what they cost).
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from refinelab.config import parse_params, read_config
-from refinelab.preprocessing import Preprocessing, load_image
+from refinelab.params.files import read_config
+from refinelab.params.schema import parse_params
+from refinelab.prepare.images import Preprocessing, load_image
 
 log = logging.getLogger("benchmark")
 CLASS_NAMES = ("chihuahua", "muffin")
@@ -49,11 +50,11 @@ def run_once(
     accuracy on each test set."""
     import keras
 
-    from refinelab.batch_norm import recalibrate
-    from refinelab.models import Regularization, build_model
-    from refinelab.pipeline_data import make_dataset
-    from refinelab.prepared import Split, load_training_set
-    from refinelab.training import resolve_batch_size, seed_everything
+    from refinelab.data.pipeline import make_dataset
+    from refinelab.data.store import Split, load_training_set
+    from refinelab.models.builders import Regularization, build_model
+    from refinelab.train.batch_norm import recalibrate
+    from refinelab.train.stage import resolve_batch_size, seed_everything
 
     params = parse_params(raw_params)
     seed_everything(params.seed)
@@ -90,9 +91,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from refinelab.augmentation import invert, rotate90
-    from refinelab.prepared import save_meta, save_split
-    from refinelab.augmenting import augment
+    from refinelab.augment.ops import invert, rotate90
+    from refinelab.augment.stage import augment
+    from refinelab.data.store import save_meta, save_split
 
     preprocessing = Preprocessing((args.size, args.size), args.color_mode, "crop")
     train_images, train_labels = load_folder(args.dataset_dir, preprocessing)

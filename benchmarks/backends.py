@@ -1,4 +1,4 @@
-"""Keras backends and input pipelines on this machine: the train stage's work (refinelab.training.train)
+"""Keras backends and input pipelines on this machine: the train stage's work (refinelab.train.stage.train)
 with the project's params for ``--epochs`` epochs, as TensorFlow + tf.data (the default), TensorFlow +
 the PyDataset pipeline, and JAX + the PyDataset pipeline (skipped where JAX is not installed). Each
 runs in its own process, since Keras' backend is fixed when Keras is imported. Prints training
@@ -27,17 +27,18 @@ VARIANTS = (("tensorflow", "tf.data"), ("tensorflow", "pydataset"), ("jax", "pyd
 
 def measure(backend: str, pipeline: str, epochs: int, out: Path) -> dict:
     """One variant, in this process (Keras not imported yet)."""
-    from refinelab.backend import select_backend
-    from refinelab.config import read_config, parse_params
+    from refinelab.core.backend import select_backend
+    from refinelab.params.files import read_config
+    from refinelab.params.schema import parse_params
 
     select_backend(backend)
-    import refinelab.pipeline_data
-    import refinelab.training
+    import refinelab.data.pipeline
+    import refinelab.train.stage
 
-    refinelab.pipeline_data.default_pipeline = lambda: pipeline  # The pipeline under test, whatever the backend.
+    refinelab.data.pipeline.default_pipeline = lambda: pipeline  # The pipeline under test, whatever the backend.
     raw = read_config(ROOT / "params.yaml")
     raw.update(epochs=epochs, backend=backend)
-    refinelab.training.train(parse_params(raw), ROOT / "data/augmented", ROOT / "data/prepared", out / "model.keras",
+    refinelab.train.stage.train(parse_params(raw), ROOT / "data/augmented", ROOT / "data/prepared", out / "model.keras",
                              out / "live", out / "timing.json")
     seconds = json.loads((out / "timing.json").read_text())["train_time"]
     images = json.loads((out / "params.json").read_text())["training"]["train_images"]

@@ -14,7 +14,7 @@ measured in the same run; absolute figures follow, with the machine named. Entri
 ``--backend jax`` runs every entry on Keras' JAX backend (``-S backend=jax``; the peer is fed numpy
 arrays, Keras' own path there), and needs no TensorFlow: what a GPU machine with JAX runs.
 
-On JAX every entry starts with an empty compilation cache of its own (refinelab.backend keeps compiled
+On JAX every entry starts with an empty compilation cache of its own (refinelab.core.backend keeps compiled
 programs between processes): its figures are those of a first run, which compiles everything.
 
 Every stage's wall time and peak RSS are taken by a stand-in ``python`` on the PATH that the stage
@@ -155,7 +155,7 @@ def pipeline_run(project: Path, command: list[str], log: Path) -> dict:
     started = time.perf_counter()
     output = run([sys.executable, "-m", "dvc", *command], project, env)
     wall = time.perf_counter() - started
-    # The train stage's log line (refinelab.training.TrainingTimer); none when DVC skipped the stage.
+    # The train stage's log line (refinelab.train.stage.TrainingTimer); none when DVC skipped the stage.
     epoch_lines = re.findall(r"([0-9.]+) s per epoch after the first", output)
     stages = {}
     for line in log.read_text().splitlines():

@@ -13,7 +13,7 @@ optimizer and schedule, and the variants take turns for ``--rounds`` rounds:
   carry train's epoch timer, which gives the figure);
 
 each with every value of ``--steps-per-execution`` (refinelab's train uses 8 on JAX, 1 on TensorFlow:
-``refinelab.training.steps_per_execution``). The figure is the median epoch after the first
+``refinelab.train.stage.steps_per_execution``). The figure is the median epoch after the first
 (which compiles), from one epoch's start to the next. Needs the prepared data and a trained model in
 the project (``dvc repro train``; ``--project`` another one); results go to
 ``benchmarks/results/<time>-epoch_overhead.json`` (``--out`` another folder).
@@ -53,10 +53,14 @@ def main() -> None:
     import numpy as np
     from dvclive import Live
 
-    from refinelab.pipeline_data import INFERENCE_BATCH, make_dataset, pipeline_callbacks
-    from refinelab.prepared import load_split
-    from refinelab.resume import EpochBackupAndRestore
-    from refinelab.training import LiveMetrics, TrainingTimer
+    from refinelab.data.pipeline import (
+        INFERENCE_BATCH,
+        make_dataset,
+        pipeline_callbacks,
+    )
+    from refinelab.data.store import load_split
+    from refinelab.train.resume import EpochBackupAndRestore
+    from refinelab.train.stage import LiveMetrics, TrainingTimer
 
     prepared = args.project / "data/prepared"
     train, validation = load_split(prepared, "train"), load_split(prepared, "validation")

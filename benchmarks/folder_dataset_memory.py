@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from refinelab.config import read_config, write_config
 from PIL import Image
+
+from refinelab.params.files import read_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("benchmark")

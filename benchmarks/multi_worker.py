@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ROOT, machine  # noqa: E402
 
-from refinelab.config import read_config, write_config  # noqa: E402
-from refinelab.distribution import localhost_cluster  # noqa: E402
+from refinelab.params.files import read_config, write_config  # noqa: E402
+from refinelab.train.distribution import localhost_cluster  # noqa: E402
 
 
 def run_train(project: Path, train_dir: Path, prepared_dir: Path, workers: int) -> dict:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from refinelab.config import read_config, write_config
+from refinelab.params.files import read_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("prepare", "augment", "train", "evaluate", "plot")

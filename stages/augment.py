@@ -2,7 +2,8 @@
 
 import argparse
 
-from refinelab.stage import run_stage, stage_params
+from refinelab.core.runner import run_stage
+from refinelab.params.guard import stage_params
 
 
 def main() -> None:
@@ -16,8 +17,8 @@ def main() -> None:
     # Its Keras work is a few preview images, or offline copies once per dataset: on an H100, starting
     # CUDA and compiling each op for the GPU made this stage 22 s.
     with stage_params(args.params, "augment", cpu_only=True) as params:
-        from refinelab.fileio import write_json
-        from refinelab.augmenting import augment
+        from refinelab.augment.stage import augment
+        from refinelab.core.fileio import write_json
 
         write_json(args.metrics_file, augment(params, args.prepared_dir, args.out_dir, args.figures_dir))
 

@@ -6,10 +6,10 @@ output only says the check passed, so a passing check re-runs nothing downstream
 
 import argparse
 
-from refinelab.config import load_params
-from refinelab.datasets import check_locations
-from refinelab.fileio import write_json
-from refinelab.stage import run_stage
+from refinelab.core.fileio import write_json
+from refinelab.core.runner import run_stage
+from refinelab.params.files import load_params
+from refinelab.prepare.sources import check_locations
 
 
 def main() -> None:

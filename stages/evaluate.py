@@ -4,7 +4,7 @@ It reads no params: the model's own params.json (written by train) holds what it
 
 import argparse
 
-from refinelab.stage import run_stage
+from refinelab.core.runner import run_stage
 
 
 def main() -> None:
@@ -17,16 +17,16 @@ def main() -> None:
     parser.add_argument("probabilities_file", help="test-set class probabilities (data/evaluation/test_probabilities.npy)")
     args = parser.parse_args()
 
-    from refinelab.backend import select_backend
-    from refinelab.prepared import trained_backend
+    from refinelab.core.backend import select_backend
+    from refinelab.models.artifact import trained_backend
 
     select_backend(trained_backend(args.model_path))  # Before Keras is imported.
     import numpy as np
 
-    from refinelab import health
-    from refinelab.evaluation import evaluate, write_confusion_csv
-    from refinelab.fileio import atomic_path, write_json
-    from refinelab.prepared import load_meta
+    from refinelab.core.fileio import atomic_path, write_json
+    from refinelab.data.store import load_meta
+    from refinelab.evaluate import health
+    from refinelab.evaluate.stage import evaluate, write_confusion_csv
 
     metrics, details, probabilities, labels, findings = evaluate(args.model_path, args.prepared_dir)
     write_json(args.metrics_file, metrics)

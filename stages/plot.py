@@ -2,7 +2,7 @@
 
 import argparse
 
-from refinelab.stage import run_stage
+from refinelab.core.runner import run_stage
 
 
 def main() -> None:
@@ -19,7 +19,7 @@ def main() -> None:
         if not 1 <= getattr(args, option) <= 100:
             parser.error(f"--{option.replace('_', '-')}: expected 1 to 100")
 
-    from refinelab.plotting import plot_all
+    from refinelab.plot.stage import plot_all
 
     plot_all(args.live_plots_dir, args.prepared_dir, args.probabilities_file, args.out_dir, args.grid_size, args.gallery_size)
 

@@ -2,7 +2,8 @@
 
 import argparse
 
-from refinelab.stage import run_stage, stage_params
+from refinelab.core.runner import run_stage
+from refinelab.params.guard import stage_params
 
 
 def main() -> None:
@@ -13,7 +14,9 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     with stage_params(args.params, "prepare") as params:
-        from refinelab.preparation import prepare  # Heavy imports only once the params are known good.
+        from refinelab.prepare.stage import (
+            prepare,  # Heavy imports only once the params are known good.
+        )
 
         prepare(params, args.out_dir, args.report_file, args.samples_dir)
 

@@ -3,9 +3,10 @@
 import argparse
 from pathlib import Path
 
-from refinelab.distribution import writes_outputs
-from refinelab.fileio import ensure_writable
-from refinelab.stage import run_stage, stage_params
+from refinelab.core.fileio import ensure_writable
+from refinelab.core.runner import run_stage
+from refinelab.params.guard import stage_params
+from refinelab.train.distribution import writes_outputs
 
 
 def main() -> None:
@@ -22,7 +23,7 @@ def main() -> None:
         if writes_outputs():  # Before the hour; a cluster's other workers write nothing here.
             ensure_writable(args.model_path, Path(args.live_dir) / "metrics.json", args.model_metrics, args.timing_file)
 
-        from refinelab.training import train
+        from refinelab.train.stage import train
 
         train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir, args.timing_file,
               args.model_metrics)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_the_epoch_overhead_benchmark_times_every_variant_in_every_round(tmp_pat
     """benchmarks/epoch_overhead.py (the interleaved peer-against-refinelab epochs) on a tiny project."""
     import keras
 
-    from conftest import write_prepared
+    from helpers import write_prepared
 
     write_prepared(tmp_path / "data/prepared", (8, 8, 1), num_classes=3, counts=(96, 32, 32))
     (tmp_path / "models").mkdir()

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import commit_params, needs_fashion_mnist, run
+from helpers import commit_params, needs_fashion_mnist, run
 
 pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 

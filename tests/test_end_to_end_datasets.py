@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import SHARED_DATASETS, commit_params, run
+from helpers import SHARED_DATASETS, commit_params, run
 
 pytestmark = [
     pytest.mark.slow,

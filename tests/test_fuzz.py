@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from refinelab.errors import RefinelabError
+from refinelab.core.errors import RefinelabError
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -46,7 +46,7 @@ def idx_header(type_code: int, dims: list[int]) -> bytes:
     body=st.binary(max_size=300),
 )
 def test_the_idx_decoder_returns_an_array_or_a_data_error(type_code, dims, body):
-    from refinelab.idx import decode_idx
+    from refinelab.prepare.idx import decode_idx
 
     try:
         array = decode_idx(idx_header(type_code, dims) + body, "fuzz.idx")
@@ -58,7 +58,7 @@ def test_the_idx_decoder_returns_an_array_or_a_data_error(type_code, dims, body)
 @FUZZ
 @given(data=st.binary(max_size=400), gzip_magic=st.booleans())
 def test_reading_idx_bytes_from_a_file_never_leaks_another_exception(tmp_path_factory, data, gzip_magic):
-    from refinelab.idx import read_idx
+    from refinelab.prepare.idx import read_idx
 
     path = tmp_path_factory.mktemp("idx") / "file.gz"
     path.write_bytes((b"\x1f\x8b" if gzip_magic else b"") + data)
@@ -85,7 +85,7 @@ VALID_IMAGES = {name: valid_image_bytes(name) for name in ("PNG", "JPEG", "BMP",
 @given(image_format=st.sampled_from(sorted(VALID_IMAGES)), flips=flips, cut=cuts,
        suffix=st.sampled_from([".png", ".jpg", ".bmp", ".gif"]))
 def test_damaged_images_decode_or_raise_a_data_error(tmp_path_factory, image_format, flips, cut, suffix):
-    from refinelab.preprocessing import open_image, read_header
+    from refinelab.prepare.images import open_image, read_header
 
     path = tmp_path_factory.mktemp("image") / f"damaged{suffix}"
     path.write_bytes(mutated(VALID_IMAGES[image_format], flips, cut))
@@ -112,8 +112,8 @@ array_dtypes = st.sampled_from(["uint8", "int16", "int64", "float32", "float64",
 def test_the_hdf5_loader_returns_a_dataset_or_raises_the_projects_error(
     tmp_path_factory, raw_params, image_shape, image_dtype, label_count, label_dtype, special, with_classes
 ):
-    from refinelab.config import parse_params
-    from refinelab.datasets import read_h5_split
+    from refinelab.params.schema import parse_params
+    from refinelab.prepare.sources import read_h5_split
 
     rng = np.random.default_rng(len(image_shape))
     images = rng.integers(0, 4, image_shape).astype(image_dtype) if image_shape else np.array(3, dtype=image_dtype)
@@ -142,7 +142,7 @@ member_names = st.sampled_from([
 @given(names=st.lists(member_names, min_size=1, max_size=4, unique=True), kind=st.sampled_from(["zip", "tar"]),
        symlink=st.sampled_from([None, "../outside", "/etc/passwd"]))
 def test_archive_extraction_never_writes_outside_its_folder(tmp_path_factory, names, kind, symlink):
-    from refinelab.download import extract
+    from refinelab.prepare.download import extract
 
     root = tmp_path_factory.mktemp("archive")
     archive = root / f"fuzz.{'zip' if kind == 'zip' else 'tar.gz'}"

@@ -11,8 +11,9 @@ import sys
 import pytest
 import yaml
 
-from conftest import ROOT
-from refinelab.config import read_config, write_config
+from refinelab.params.files import read_config, write_config
+
+from helpers import ROOT
 
 STAGES = ("prepare", "augment", "train", "evaluate", "plot")
 # Runs a stage script as `python stages/<name>.py` would, then says whether it imported TensorFlow.
@@ -87,14 +88,14 @@ def test_committed_figures_are_small(digits_run):
 
 def test_a_broken_run_gets_the_health_warning(digits_run, tmp_path, caplog):
     """A learning rate of 10 wrecks the model: the train stage says so, in its log and its metrics."""
-    from refinelab.config import load_params
-    from refinelab.training import train
+    from refinelab.params.files import load_params
+    from refinelab.train.stage import train
 
     workdir, _ = digits_run
     broken = copy.deepcopy(read_config(workdir / "params.yaml"))
     broken.update(learning_rate=10, epochs=2)
     write_config(tmp_path, broken)
-    with caplog.at_level("WARNING", logger="refinelab.health"):
+    with caplog.at_level("WARNING", logger="refinelab.evaluate.health"):
         train(load_params(tmp_path / "params.yaml"), workdir / "data/augmented", workdir / "data/prepared",
               tmp_path / "model.keras", tmp_path / "live")
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run, write_prepared
-from refinelab.errors import DataError, ParamsError
-from refinelab.fileio import ensure_writable
-from refinelab.stage import run_stage, stage_params
+from refinelab.core.errors import DataError, ParamsError
+from refinelab.core.fileio import ensure_writable
+from refinelab.core.runner import run_stage
+from refinelab.params.guard import stage_params
+
+from helpers import ROOT, run, write_prepared
 
 CONFIG_FILES = ("params.yaml", "architectures.yaml", "datasets.yaml")
 
@@ -120,7 +122,7 @@ def test_debug_keeps_the_traceback_of_a_user_error(monkeypatch):
 # A pipeline whose stage runs until the test lets it finish.
 WAITING_STAGE = """
 import pathlib, time
-from refinelab.stage import run_stage
+from refinelab.core.runner import run_stage
 
 def main():
     pathlib.Path("started").touch()

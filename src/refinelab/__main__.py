@@ -2,6 +2,6 @@
 
 import sys
 
-from refinelab.cli import main
+from refinelab.cli.main import main
 
 sys.exit(main())
