@@ -50,7 +50,7 @@ def run_once(
     accuracy on each test set."""
     import keras
 
-    from refinelab.data.pipeline import make_dataset
+    from refinelab.data.pipeline import build_dataset
     from refinelab.data.store import Split, load_training_set
     from refinelab.models.builders import Regularization, build_model
     from refinelab.train.batch_norm import recalibrate
@@ -66,11 +66,11 @@ def run_once(
     )
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    model.fit(make_dataset(train, batch_size, shuffle=True, seed=params.seed), epochs=params.epochs,
+    model.fit(build_dataset(train, batch_size, shuffle=True, seed=params.seed), epochs=params.epochs,
               shuffle=False, verbose=0)
     recalibrate(model, train, params.seed)  # As the train stage does: batch-norm statistics for inference.
     return {
-        name: float(model.evaluate(make_dataset(Split(images, labels), batch_size), verbose=0)[1])
+        name: float(model.evaluate(build_dataset(Split(images, labels), batch_size), verbose=0)[1])
         for name, (images, labels) in test_sets.items()
     }
 

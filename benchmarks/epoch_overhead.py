@@ -8,7 +8,7 @@ difference measured. Here every variant trains the default run's architecture (c
 optimizer and schedule, and the variants take turns for ``--rounds`` rounds:
 
 - ``peer``: numpy arrays in memory, ``model.fit``, no other callback (bench's keras_peer on JAX);
-- ``refinelab``: the memory-mapped splits through refinelab's ``PyDataset`` (:func:`make_dataset`), and
+- ``refinelab``: the memory-mapped splits through refinelab's ``PyDataset`` (:func:`build_dataset`), and
   the callbacks train gives ``fit``: dvclive's metrics and the per-epoch backup (both variants
   carry train's epoch timer, which gives the figure);
 
@@ -53,11 +53,7 @@ def main() -> None:
     import numpy as np
     from dvclive import Live
 
-    from refinelab.data.pipeline import (
-        INFERENCE_BATCH,
-        make_dataset,
-        pipeline_callbacks,
-    )
+    from refinelab.data.pipeline import INFERENCE_BATCH, build_dataset, pipeline_callbacks
     from refinelab.data.store import load_split
     from refinelab.train.resume import EpochBackupAndRestore
     from refinelab.train.stage import LiveMetrics, TrainingTimer
@@ -76,11 +72,11 @@ def main() -> None:
                     validation_data=arrays["validation"]), []
 
     def refinelab_fit() -> tuple[dict, list]:
-        data = make_dataset(train, batch_size, shuffle=True, seed=seed)
+        data = build_dataset(train, batch_size, shuffle=True, seed=seed)
         folder = Path(tempfile.mkdtemp(dir=scratch))
         live = Live(dir=str(folder / "live"), dvcyaml=None, save_dvc_exp=False)
         callbacks = pipeline_callbacks(data) + [LiveMetrics(live), EpochBackupAndRestore(str(folder / "backup"))]
-        return dict(x=data, validation_data=make_dataset(validation, INFERENCE_BATCH)), callbacks
+        return dict(x=data, validation_data=build_dataset(validation, INFERENCE_BATCH)), callbacks
 
     def median_epoch(fit_arguments, per_execution: int) -> float:
         keras.utils.set_random_seed(seed)
@@ -106,7 +102,7 @@ def main() -> None:
                   flush=True)
     # What refinelab does in the training thread per batch that the peer does not: gather it from the
     # memory-mapped split (PyDataset, the JAX pipeline) and make it float32.
-    batches = make_dataset(train, batch_size, shuffle=True, seed=seed, pipeline="pydataset")
+    batches = build_dataset(train, batch_size, shuffle=True, seed=seed, pipeline="pydataset")
     started = time.perf_counter()
     for index in range(batches.num_batches):
         batches[index]

@@ -27,18 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ROOT, machine, project_copy, run  # noqa: E402
 
-from refinelab.cli.search import (  # noqa: E402
-    DvcRunner,
-    best_trial,
-    halving_rungs,
-    parse_space,
-    propose,
-    run_study,
-    shared_backups,
-)
+from refinelab.cli.search import DvcRunner, best_trial, halving_rungs, parse_space, propose, run_study, shared_backups  # noqa: E402
 from refinelab.core.environment import THREADS_ENV
 from refinelab.params.files import read_config, write_config  # noqa: E402
-from refinelab.report.compare import dvc  # noqa: E402
+from refinelab.report.experiments import dvc  # noqa: E402
 
 WIDTHS = [[16, 32, 64], [32, 64, 128]]
 RANDOM_SPACE = {

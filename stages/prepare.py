@@ -14,9 +14,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     with stage_params(args.params, "prepare") as params:
-        from refinelab.prepare.stage import (
-            prepare,  # Heavy imports only once the params are known good.
-        )
+        from refinelab.prepare.stage import prepare  # Heavy imports only once the params are known good.
 
         prepare(params, args.out_dir, args.report_file, args.samples_dir)
 

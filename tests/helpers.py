@@ -64,7 +64,7 @@ def run(command: list[str], cwd: Path, env: dict | None = None, check: bool = Tr
 
 
 def collect(dataset, batches: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The (images, labels) batches of a ``make_dataset`` dataset, concatenated: one pass, or the first
+    """The (images, labels) batches of a ``build_dataset`` dataset, concatenated: one pass, or the first
     ``batches`` of an endless (shuffled) one."""
     import keras
 

@@ -6,15 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from refinelab.augment.ops import (
-    CompiledAugmenter,
-    apply_to_uint8,
-    build_augmenter,
-    online_augmenter,
-)
+from refinelab.augment.ops import CompiledAugmenter, apply_to_uint8, build_augmenter, online_augmenter
 from refinelab.augment.stage import augment, preview_augmenter
 from refinelab.core.errors import ParamsError
-from refinelab.data.pipeline import PIPELINES, make_dataset
+from refinelab.data.pipeline import PIPELINES, build_dataset
 from refinelab.data.store import Split, load_split, load_training_set
 from refinelab.params.schema import parse_params
 
@@ -186,7 +181,7 @@ def test_online_augmentation_changes_training_batches_only_seeded(raw_params, pi
     split = Split(gradient_images(count=160), np.arange(160, dtype=np.int64))
 
     def training_epochs(augmenter):
-        dataset = make_dataset(split, 8, shuffle=False, augment=augmenter, pipeline=pipeline)
+        dataset = build_dataset(split, 8, shuffle=False, augment=augmenter, pipeline=pipeline)
         return collect(dataset), collect(dataset)
 
     (first_images, first_labels), (second_images, _) = training_epochs(online_augmenter(params))
@@ -200,10 +195,10 @@ def test_online_augmentation_changes_training_batches_only_seeded(raw_params, pi
         import jax
 
         # Augmented where the model trains, never taken back to the host (a wait for the device each step).
-        assert isinstance(make_dataset(split, 8, augment=online_augmenter(params), pipeline=pipeline)[0][0], jax.Array)
+        assert isinstance(build_dataset(split, 8, augment=online_augmenter(params), pipeline=pipeline)[0][0], jax.Array)
     model = keras.Sequential([keras.Input(split.images.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(160)])
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    dataset = make_dataset(split, 8, shuffle=True, augment=online_augmenter(params), pipeline=pipeline)
+    dataset = build_dataset(split, 8, shuffle=True, augment=online_augmenter(params), pipeline=pipeline)
     fit = model.fit(dataset, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(fit.history["loss"]).all()  # What the pipeline yields, fit takes.
 
@@ -215,12 +210,12 @@ def test_training_augments_training_batches_and_never_validation_ones(tmp_path, 
     prepared = write_prepared(tmp_path / "prepared", (8, 8, 1), 2, counts=(32, 16, 16))
     calls = []
 
-    def recording_make_dataset(split, *args, augment=None, **kwargs):
+    def recording_build_dataset(split, *args, augment=None, **kwargs):
         calls.append((len(split), augment))
-        return make_dataset(split, *args, augment=augment, **kwargs)
+        return build_dataset(split, *args, augment=augment, **kwargs)
 
-    monkeypatch.setattr(refinelab.train.stage, "make_dataset", recording_make_dataset)
-    monkeypatch.setattr(refinelab.data.pipeline, "make_dataset", recording_make_dataset)  # Its predict().
+    monkeypatch.setattr(refinelab.train.stage, "build_dataset", recording_build_dataset)
+    monkeypatch.setattr(refinelab.data.pipeline, "build_dataset", recording_build_dataset)  # Its predict().
     raw = copy.deepcopy(raw_params)
     raw.update(epochs=1, batch_size=16, model="smaller")
     raw["augment"].update(mode="online", online=["rotation", "flip_horizontal"])

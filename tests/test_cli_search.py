@@ -8,14 +8,7 @@ import re
 
 import pytest
 
-from refinelab.cli.search import (
-    best_trial,
-    halving_rungs,
-    parse_space,
-    propose,
-    run_study,
-    summary,
-)
+from refinelab.cli.search import best_trial, halving_rungs, parse_space, propose, run_study, summary
 from refinelab.core.errors import ParamsError
 
 SPACE = {
@@ -127,7 +120,7 @@ def test_a_real_study_halves_on_the_dvc_queue_and_continues_the_kept_trials(proj
     import sys
 
     from refinelab.cli.search import DvcRunner
-    from refinelab.report.compare import dvc
+    from refinelab.report.experiments import dvc
 
     from helpers import commit_params, run
 

@@ -125,7 +125,7 @@ import os
 os.environ["KERAS_BACKEND"] = "jax"
 import keras
 import numpy as np
-from refinelab.data.pipeline import make_dataset, pipeline_callbacks, predict
+from refinelab.data.pipeline import build_dataset, pipeline_callbacks, predict
 from refinelab.data.store import Split
 from refinelab.train.stage import steps_per_execution
 
@@ -142,12 +142,12 @@ def trained(grouped):
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dropout(0.2),
                               keras.layers.Dense(3)])
-    data = make_dataset(split, 8, shuffle=True, seed=3, first_epoch=0)
+    data = build_dataset(split, 8, shuffle=True, seed=3, first_epoch=0)
     per_execution = steps_per_execution(data) if grouped else 1
     model.compile(optimizer=keras.optimizers.Adam(0.01), steps_per_execution=per_execution,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(data, steps_per_epoch=steps, epochs=3, verbose=0, callbacks=pipeline_callbacks(data),
-                        validation_data=make_dataset(validation, 16))
+                        validation_data=build_dataset(validation, 16))
     return model, per_execution, history.history
 
 (one, _, one_history), (grouped, several, grouped_history) = trained(False), trained(True)

@@ -4,11 +4,7 @@ import numpy as np
 import pytest
 
 from refinelab.core.figures import HEADING_FONT_SIZE
-from refinelab.evaluate.stage import (
-    classification_metrics,
-    expected_calibration_error,
-    write_confusion_csv,
-)
+from refinelab.evaluate.stage import classification_metrics, expected_calibration_error, write_confusion_csv
 
 
 def one_hot_probabilities(predicted, classes, confidence=0.8):

@@ -5,12 +5,7 @@ from refinelab.core.errors import DataError
 from refinelab.data.store import load_meta, load_split
 from refinelab.params.schema import parse_params
 from refinelab.prepare.sources import FASHION_MNIST
-from refinelab.prepare.stage import (
-    prepare,
-    split_off,
-    split_validation,
-    stratified_subset,
-)
+from refinelab.prepare.stage import prepare, split_off, split_validation, stratified_subset
 
 from helpers import needs_fashion_mnist
 

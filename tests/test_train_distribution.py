@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 from refinelab.core.errors import ClusterError, ParamsError
-from refinelab.data.pipeline import BatchShare, make_dataset, short_last_batch
+from refinelab.data.pipeline import BatchShare, build_dataset, short_last_batch
 from refinelab.data.store import Split
 from refinelab.params.files import read_config, write_config
 from refinelab.params.schema import parse_params
 from refinelab.train.distribution import (
     ClusterTask,
     Distribution,
+    build_distribution,
     cluster_task,
     identity_numbers,
     localhost_cluster,
-    make_distribution,
     same_on_every_replica,
 )
 
@@ -100,14 +100,14 @@ def test_a_wrong_tf_config_is_an_error_naming_it(environ, message):
 def test_multi_worker_without_tf_config_is_refused_before_tensorflow_starts(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ParamsError, match=r"multi_worker needs \$TF_CONFIG"):
-        make_distribution("multi_worker")
+        build_distribution("multi_worker")
 
 
 @pytest.mark.parametrize("distribute", ["none", "mirrored"])
 def test_a_worker_of_a_cluster_without_multi_worker_is_refused_rather_than_training_alone(monkeypatch, distribute):
     monkeypatch.setenv("TF_CONFIG", tf_config(TWO_WORKERS, index=1)["TF_CONFIG"])
     with pytest.raises(ParamsError, match=f"train.distribute: {distribute}, but \\$TF_CONFIG names a cluster of 2"):
-        make_distribution(distribute)
+        build_distribution(distribute)
 
 
 @pytest.mark.parametrize("count, batch, total", [(70, 32, 2), (33, 32, 2), (10, 4, 3), (5, 8, 4), (7, 4, 2)])
@@ -116,12 +116,12 @@ def test_every_batch_is_cut_into_one_part_per_replica_that_together_make_it_whol
     stream = dict(shuffle=True, seed=3, first_epoch=0)
     # Two epochs of the keyed, shuffled stream, alone; shared, an epoch's last batch goes when it is
     # smaller than the replica count (a replica would get no image).
-    whole = [labels.numpy().tolist() for _, labels in make_dataset(split, batch, **stream).take(2 * math.ceil(count / batch))]
+    whole = [labels.numpy().tolist() for _, labels in build_dataset(split, batch, **stream).take(2 * math.ceil(count / batch))]
     expected = [labels for labels in whole if len(labels) >= total]
     assert len(whole) - len(expected) == 2 * bool(short_last_batch(count, batch, total))
     # Two workers' shares of `total` replicas: one replica, then the rest.
     shares = [BatchShare(0, 1, total), BatchShare(1, total - 1, total)]
-    parts = [[labels.numpy().tolist() for _, labels in make_dataset(split, batch, **stream, share=share)
+    parts = [[labels.numpy().tolist() for _, labels in build_dataset(split, batch, **stream, share=share)
               .take(len(expected) * share.count)] for share in shares]
     for step, labels in enumerate(expected):
         cut = [parts[0][step]] + parts[1][step * (total - 1):(step + 1) * (total - 1)]
@@ -140,10 +140,10 @@ def test_only_a_last_batch_smaller_than_the_replica_count_is_left_out(count, bat
 def test_a_one_machine_strategy_gets_no_last_batch_smaller_than_its_replica_count(keyed):
     count, batch, replicas = 33, 8, 2  # 4 batches of 8, then 1 image: one replica would get none.
     split = Split(np.zeros((count, 1, 1, 1), np.uint8), np.arange(count))
-    stream = make_dataset(split, batch, shuffle=True, seed=3, first_epoch=0 if keyed else None, replicas=replicas)
+    stream = build_dataset(split, batch, shuffle=True, seed=3, first_epoch=0 if keyed else None, replicas=replicas)
     epochs = [[len(labels) for _, labels in (stream.take(4) if keyed else stream)] for _ in range(2)]
     assert epochs == [[8, 8, 8, 8]] * 2
-    alone = make_dataset(split, batch, shuffle=True, seed=3)
+    alone = build_dataset(split, batch, shuffle=True, seed=3)
     assert [len(labels) for _, labels in alone] == [8, 8, 8, 8, 1]
 
 

@@ -131,13 +131,13 @@ def test_per_layer_rates_scale_only_the_named_layers_variables(kind):
     """One step of each optimizer with the base's rate at 0: the base stays, the head moves."""
     import keras
 
-    from refinelab.models.optimizers import make_optimizer
+    from refinelab.models.optimizers import build_optimizer
 
     base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="inner")], name="base")
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(base(inputs)))
     train = tiny_params(train={"optimizer": kind, "weight_decay": 0.01 if kind == "adamw" else 0.0}).train
-    optimizer = make_optimizer(train, 0.1, {variable.path: 0.0 for variable in base.trainable_variables})
+    optimizer = build_optimizer(train, 0.1, {variable.path: 0.0 for variable in base.trainable_variables})
     model.compile(optimizer=optimizer, loss="mse")
     before = [variable.numpy().copy() for variable in model.trainable_variables]
     model.train_on_batch(np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"))
@@ -207,7 +207,7 @@ def test_no_callback_of_training_makes_keras_wait_for_every_step(tmp_path, monke
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_balanced_class_weights_and_label_smoothing_targets(pipeline):
-    from refinelab.data.pipeline import make_dataset
+    from refinelab.data.pipeline import build_dataset
     from refinelab.data.store import Split
     from refinelab.train.stage import class_weights, one_hot_classes
 
@@ -216,7 +216,7 @@ def test_balanced_class_weights_and_label_smoothing_targets(pipeline):
     assert weights == pytest.approx({0: 6 / 9, 1: 2.0, 2: 1.0})
     assert class_weights(tiny_params().train, np.array([0, 1])) is None
     split = Split(np.zeros((2, 4, 4, 1), np.uint8), np.array([2, 0]))
-    targets = {train: collect(make_dataset(split, 2, one_hot=one_hot_classes(train, 3), pipeline=pipeline))[1]
+    targets = {train: collect(build_dataset(split, 2, one_hot=one_hot_classes(train, 3), pipeline=pipeline))[1]
                for train in (balanced, tiny_params().train)}
     np.testing.assert_array_equal(targets[balanced], [[0, 0, 1], [1, 0, 0]])
     np.testing.assert_array_equal(targets[tiny_params().train], [2, 0])
@@ -225,16 +225,16 @@ def test_balanced_class_weights_and_label_smoothing_targets(pipeline):
 def test_default_training_is_adam_with_cosine_decay():
     import keras
 
-    from refinelab.models.optimizers import make_optimizer
-    from refinelab.train.stage import learning_rate, make_loss
+    from refinelab.models.optimizers import build_optimizer
+    from refinelab.train.stage import build_loss, learning_rate
 
     params = tiny_params({"epochs": 8})
     rate = learning_rate(params, steps_per_epoch=10)
     assert isinstance(rate, keras.optimizers.schedules.CosineDecay) and rate.decay_steps == 80
-    optimizer = make_optimizer(params.train, rate)
+    optimizer = build_optimizer(params.train, rate)
     assert type(optimizer) is keras.optimizers.Adam and optimizer.weight_decay is None and optimizer.clipnorm is None
-    assert isinstance(make_loss(params.train), keras.losses.SparseCategoricalCrossentropy)
-    adamw = make_optimizer(tiny_params(train={"optimizer": "adamw", "weight_decay": 0.01}).train, 0.001)
+    assert isinstance(build_loss(params.train), keras.losses.SparseCategoricalCrossentropy)
+    adamw = build_optimizer(tiny_params(train={"optimizer": "adamw", "weight_decay": 0.01}).train, 0.001)
     assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == pytest.approx(0.01)
 
 
@@ -313,13 +313,13 @@ def test_the_pydataset_pipeline_under_fit_draws_epoch_e_from_seed_and_e(tmp_path
     monkeypatch.setattr(refinelab.data.pipeline, "default_pipeline", lambda: "pydataset")
     training_sets = []
 
-    def recording_make_dataset(split, *args, **kwargs):
-        dataset = refinelab.data.pipeline.make_dataset(split, *args, **kwargs)
+    def recording_build_dataset(split, *args, **kwargs):
+        dataset = refinelab.data.pipeline.build_dataset(split, *args, **kwargs)
         if kwargs.get("shuffle"):
             training_sets.append(dataset)
         return dataset
 
-    monkeypatch.setattr(refinelab.train.stage, "make_dataset", recording_make_dataset)
+    monkeypatch.setattr(refinelab.train.stage, "build_dataset", recording_build_dataset)
     _, metrics = run_training(tiny_params({"epochs": 3, "model": "cnn_bn"}), prepared, tmp_path / "run")
 
     (dataset,) = training_sets

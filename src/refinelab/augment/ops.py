@@ -1,5 +1,6 @@
 """The augmentation registry: the Keras layers behind every op, offline copies and previews (the augment
-stage itself is refinelab.augment.policy, which imports this module only when it needs Keras).
+stage's work is refinelab.augment.stage, which imports this module only when it needs Keras; which ops a
+run applies is refinelab.augment.policy, without Keras).
 
 Every op in ``params.yaml``'s ``augment:`` section is ONE Keras preprocessing layer, built by the
 registry below, and that same layer serves both modes:
@@ -178,7 +179,7 @@ def build_augmenter(
 
 
 def online_augmenter(params: Params) -> Callable | None:
-    """The training-batch augmentation for ``make_dataset`` (:func:`for_backend`), or None when
+    """The training-batch augmentation for ``build_dataset`` (:func:`for_backend`), or None when
     ``augment.mode`` has none."""
     if not online_active(params.augment) or not params.augment.online:
         return None

@@ -42,9 +42,7 @@ def augment(params: Params, prepared_dir: str | Path, out_dir: str | Path, figur
         check_shapes_kept(names, source.images.shape[1:])
     class_names = load_meta(prepared_dir)["class_names"]
     if offline_active(params.augment):
-        from refinelab.augment.ops import (
-            write_offline_copies,  # Keras: only when copies are made.
-        )
+        from refinelab.augment.ops import write_offline_copies  # Keras: only when copies are made.
 
         total = write_offline_copies(params, source, out_dir)
         draw_samples(params, source, load_split(out_dir, "train"), class_names, figures_dir)
@@ -76,9 +74,7 @@ ONLINE_VERSIONS_PER_SAMPLE = 3
 def preview_augmenter(params: Params, image_shape: Sequence[int]) -> tuple[Callable | None, str]:
     """The online augmenter and its label; with ``mode: offline`` or ``none``, the one ``mode: online``
     would give, as a preview (none when its ops cannot keep images of ``image_shape``)."""
-    from refinelab.augment.ops import (
-        online_augmenter,  # Keras: only when there is something to preview.
-    )
+    from refinelab.augment.ops import online_augmenter  # Keras: only when there is something to preview.
 
     settings = params.augment
     active = online_active(settings)

@@ -72,17 +72,10 @@ def report(args: argparse.Namespace) -> int:
 
 
 def search(args: argparse.Namespace) -> int:
-    from refinelab.cli.search import (
-        DvcRunner,
-        load_space,
-        propose,
-        run_study,
-        shared_backups,
-        summary,
-    )
+    from refinelab.cli.search import DvcRunner, load_space, propose, run_study, shared_backups, summary
     from refinelab.core.environment import THREADS_ENV
     from refinelab.params.files import read_config
-    from refinelab.report.compare import dvc
+    from refinelab.report.experiments import dvc
 
     dimensions = load_space(args.space)
     proposals = propose(dimensions, args.strategy, args.trials, args.seed)

@@ -173,7 +173,7 @@ class DvcRunner:
     def run_queued(self, jobs: int) -> None:
         """Run every queued experiment with ``jobs`` workers and wait for them; a failed trial is
         logged and scores nothing (its reason is in `dvc queue logs <name>`)."""
-        from refinelab.report.compare import DvcCommandError
+        from refinelab.report.experiments import DvcCommandError
 
         try:
             self.dvc(["exp", "run", "--run-all", "--jobs", str(jobs)], self.repo)
@@ -181,7 +181,7 @@ class DvcRunner:
             log.warning("some trials failed (see `dvc queue logs <name>`): %s", str(exc).splitlines()[-1])
 
     def scores(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
-        from refinelab.report.compare import EVALUATION_METRICS, runs_from_exp_show
+        from refinelab.report.experiments import EVALUATION_METRICS, runs_from_exp_show
 
         _, experiments, _ = runs_from_exp_show(json.loads(self.dvc(["exp", "show", "--json"], self.repo)))
         found = {run.name: run.metrics.get(EVALUATION_METRICS, {}) for run in experiments}

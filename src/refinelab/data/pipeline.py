@@ -43,7 +43,7 @@ def default_pipeline() -> str:
     return "tf.data" if keras.backend.backend() == "tensorflow" else "pydataset"
 
 
-def make_dataset(
+def build_dataset(
     split: Split, batch_size: int, shuffle: bool = False, seed: int = 0, augment: Callable | None = None,
     first_epoch: int | None = None, one_hot: int | None = None, max_batches: int | None = None,
     pipeline: str | None = None, share: BatchShare | None = None, replicas: int = 1, fill_last_batch: bool = False,
@@ -99,7 +99,7 @@ def predict(model: keras.Model, split: Split) -> np.ndarray:
     split's last batch. A split of one batch keeps its size (filling it could multiply the work), and
     TensorFlow's prediction takes any batch size without compiling again."""
     fill = keras.backend.backend() == "jax" and len(split) > INFERENCE_BATCH
-    outputs = model.predict(make_dataset(split, INFERENCE_BATCH, fill_last_batch=fill), verbose=0)
+    outputs = model.predict(build_dataset(split, INFERENCE_BATCH, fill_last_batch=fill), verbose=0)
     return outputs[:len(split)]
 
 
@@ -167,7 +167,7 @@ def tf_dataset(
 
 
 class SplitBatches(keras.utils.PyDataset):
-    """The batches of :func:`make_dataset` as a Keras ``PyDataset``: no TensorFlow needed.
+    """The batches of :func:`build_dataset` as a Keras ``PyDataset``: no TensorFlow needed.
 
     Epoch ``e``'s order is a permutation drawn from (seed, e). ``fit`` must be given
     :func:`pipeline_callbacks`: Keras numbers the epochs (initial_epoch, a restored backup) and calls a
@@ -225,5 +225,5 @@ class EpochOrder(keras.callbacks.Callback):
 
 
 def pipeline_callbacks(dataset: Any) -> list[keras.callbacks.Callback]:
-    """What ``fit`` needs besides a training dataset of :func:`make_dataset`."""
+    """What ``fit`` needs besides a training dataset of :func:`build_dataset`."""
     return [EpochOrder(dataset)] if isinstance(dataset, SplitBatches) else []

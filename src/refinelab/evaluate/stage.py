@@ -8,12 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    log_loss,
-    top_k_accuracy_score,
-)
+from sklearn.metrics import accuracy_score, classification_report, log_loss, top_k_accuracy_score
 
 from refinelab.core.fileio import atomic_path
 from refinelab.data.pipeline import predict

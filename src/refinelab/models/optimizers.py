@@ -101,7 +101,7 @@ def sgd(train: TrainParams, rate, **common) -> keras.optimizers.Optimizer:
                      **common)
 
 
-def make_optimizer(train: TrainParams, rate, rate_multipliers: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
+def build_optimizer(train: TrainParams, rate, rate_multipliers: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
     """The optimizer ``train`` names; ``rate_multipliers``: variable path -> learning-rate factor."""
     return OPTIMIZERS.get(train.optimizer)(train, rate, clipnorm=train.clipnorm, rate_multipliers=rate_multipliers)
 

@@ -11,12 +11,7 @@ from typing import Any
 from ruamel.yaml import YAML, YAMLError
 
 from refinelab.core.errors import ParamsError
-from refinelab.params.layout import (
-    DATASETS_FILE,
-    DATASETS_FILE_KEYS,
-    DEFAULT_PARAMS_FILE,
-    PRESETS_FILE,
-)
+from refinelab.params.layout import DATASETS_FILE, DATASETS_FILE_KEYS, DEFAULT_PARAMS_FILE, PRESETS_FILE
 from refinelab.params.schema import Params, parse_params
 
 

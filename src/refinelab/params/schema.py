@@ -25,18 +25,8 @@ from pydantic import (
 
 from refinelab.core.backend import BACKENDS
 from refinelab.core.errors import ParamsError
-from refinelab.params.layout import (
-    DATASETS_FILE,
-    DATASETS_FILE_KEYS,
-    PRESETS_FILE,
-    TRAIN_STAGE_PARAMS,
-)
-from refinelab.params.names import (
-    AUGMENTATION_OPS,
-    DATASETS,
-    OPTIMIZERS,
-    TRANSFER_BASES,
-)
+from refinelab.params.layout import DATASETS_FILE, DATASETS_FILE_KEYS, PRESETS_FILE, TRAIN_STAGE_PARAMS
+from refinelab.params.names import AUGMENTATION_OPS, DATASETS, OPTIMIZERS, TRANSFER_BASES
 
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker")
 

@@ -16,13 +16,7 @@ from refinelab.core.errors import DataError
 from refinelab.core.fileio import atomic_dir, write_json
 from refinelab.data.store import SPLITS, SplitWriter, load_split, save_meta
 from refinelab.params.schema import Params
-from refinelab.prepare.images import (
-    Preprocessing,
-    convert_array,
-    open_image,
-    read_header,
-    to_model_input,
-)
+from refinelab.prepare.images import Preprocessing, convert_array, open_image, read_header, to_model_input
 from refinelab.prepare.sources import DATASETS, RawDataset, SplitSource
 
 log = logging.getLogger(__name__)
@@ -259,10 +253,7 @@ def data_report(
 
 def write_sample_grids(prepared_dir: str | Path, class_names: list[str], samples_dir: str | Path) -> None:
     """One PNG per split: a few prepared images of each class, as the model will see them."""
-    from refinelab.core.figures import (  # Matplotlib only when a report is asked for.
-        sample_grid,
-        save_figure,
-    )
+    from refinelab.core.figures import sample_grid, save_figure  # Matplotlib only when a report is asked for.
 
     samples_dir = Path(samples_dir)
     samples_dir.mkdir(parents=True, exist_ok=True)

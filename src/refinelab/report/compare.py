@@ -12,26 +12,19 @@ sets do not compare.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from refinelab.core.errors import RefinelabError
+from refinelab.report.documents import Block, html_page, to_markdown
+from refinelab.report.experiments import EVALUATION_METRICS, TIMING_METRICS, WORKSPACE, Run, dvc, select_runs
 
 log = logging.getLogger(__name__)
 
-WORKSPACE = "workspace"
-EVALUATION_METRICS = "metrics/evaluate.json"
-TIMING_METRICS = "metrics/timing.json"
 # Committed evaluate output, not a metric: full-precision scores and the per-class ones.
 TEST_DETAILS = "metrics/test_details.json"
 DATA_REPORT = "metrics/data.json"  # prepare's report; its source says which files the data came from.
@@ -59,97 +52,6 @@ ABSENT = "—"
 CURVES_CAPTION = "one colour and marker per run; validation solid with filled markers, train dashed with hollow ones"
 
 PerClass = dict[str, dict[str, float]]  # class name -> {"precision", "recall", "f1-score"}
-
-
-class DvcCommandError(RefinelabError):
-    """A ``dvc`` command the report needs failed."""
-
-
-@dataclass
-class Run:
-    """One revision DVC knows: the workspace, a commit, or an experiment."""
-
-    name: str
-    rev: str  # a git commit, or WORKSPACE
-    params: dict[str, Any] = field(default_factory=dict)  # params.yaml, flattened to dotted keys
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # metrics file -> flattened values
-
-    def metric(self, path: str, key: str) -> Any:
-        return self.metrics.get(path, {}).get(key)
-
-    @property
-    def short_rev(self) -> str:
-        return self.rev if self.rev == WORKSPACE else self.rev[:7]
-
-
-def dvc(args: list[str], repo: Path) -> str:
-    """Run ``dvc`` (the one installed beside this Python) in ``repo`` and return its stdout."""
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise DvcCommandError(f"dvc {' '.join(args)} failed: {(result.stderr or result.stdout).strip()}")
-    return result.stdout
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists are values."""
-    if not isinstance(data, dict):
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _run_from_state(name: str, state: dict[str, Any]) -> Run | None:
-    data = state.get("data")
-    if not data:
-        return None
-    files = {
-        section: {path: flatten(result.get("data") or {}) for path, result in (data.get(section) or {}).items()}
-        for section in ("params", "metrics")
-    }
-    params = {}
-    for path, values in files["params"].items():
-        # Keys from params files other than params.yaml keep their file's name.
-        params.update({key if path == "params.yaml" else f"{path}:{key}": value for key, value in values.items()})
-    return Run(name=name, rev=state["rev"], params=params, metrics=files["metrics"])
-
-
-def runs_from_exp_show(shown: list[dict[str, Any]]) -> tuple[list[Run], list[Run], Run | None]:
-    """(baseline commits, finished experiments, workspace) from ``dvc exp show --json``."""
-    baselines, experiments, workspace = [], [], None
-    for entry in shown:
-        if entry["rev"] == WORKSPACE:
-            workspace = _run_from_state(WORKSPACE, entry)
-            continue
-        if baseline := _run_from_state(entry.get("name") or entry["rev"][:7], entry):
-            baselines.append(baseline)
-        for exp_range in entry.get("experiments") or []:
-            state = (exp_range.get("executor") or {}).get("state")
-            if state in ("queued", "running", "failed"):
-                continue
-            for exp in exp_range.get("revs") or []:
-                run = _run_from_state(exp.get("name") or exp_range.get("name") or exp["rev"][:7], exp)
-                if run:
-                    experiments.append(run)
-    return baselines, experiments, workspace
-
-
-def select_runs(shown: list[dict[str, Any]], wanted: list[str]) -> list[Run]:
-    """The runs named in ``wanted`` (experiment or branch names, revision prefixes, "workspace");
-    with none named, every commit listed and its experiments, leaving out commits with no metrics."""
-    baselines, experiments, workspace = runs_from_exp_show(shown)
-    if not wanted:
-        return [run for run in baselines + experiments if any(run.metrics.values())]
-    candidates = baselines + experiments + ([workspace] if workspace else [])
-    selected = []
-    for name in wanted:
-        matches = [run for run in candidates if name == run.name or (len(name) >= 4 and run.rev.startswith(name))]
-        if not matches:
-            known = ", ".join(run.name for run in candidates) or "none"
-            raise RefinelabError(f"no experiment or revision {name!r}; known here: {known}")
-        selected.append(matches[0])
-    return selected
 
 
 def data_digests(source: Any) -> str | None:
@@ -261,19 +163,6 @@ def _format(value: Any, template: str = "{}") -> str:
         return str(value)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def html_table(header: list[str], rows: list[list[str]]) -> str:
-    cells = lambda tag, row: "".join(f"<{tag}>{html.escape(cell)}</{tag}>" for cell in row)  # noqa: E731
-    body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
-    return f"<table>\n<tr>{cells('th', header)}</tr>\n{body}\n</table>"
-
-
 def comparison_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     """(header, rows): runs as rows, best test accuracy first; the params that differ between them,
     then the key metrics some run has."""
@@ -380,66 +269,6 @@ def write_learning_curves(repo: Path, runs: list[Run], path: Path) -> None:
     from refinelab.plot.stage import overlaid_learning_curves
 
     save_figure(overlaid_learning_curves({run.name: read_curves(repo, run.rev) for run in runs}), path)
-
-
-def image_link(alt: str, image: Path, document: Path) -> str:
-    """A Markdown image whose path is relative to the document (what renderers and CML resolve)."""
-    return f"![{alt}]({Path(os.path.relpath(image.resolve(), document.resolve().parent)).as_posix()})"
-
-
-# A report is a list of blocks, written as Markdown or HTML:
-# ("heading", level, text) | ("text", text) | ("table", header, rows) | ("details", summary, blocks)
-# | ("image", alt, path). Text may hold `code`.
-Block = tuple
-
-
-def to_markdown(blocks: list[Block], document: Path) -> str:
-    parts = []
-    for block in blocks:
-        match block:
-            case ("heading", level, text):
-                parts.append(f"{'#' * level} {text}")
-            case ("text", text):
-                parts.append(text)
-            case ("table", header, rows):
-                parts.append(markdown_table(header, rows))
-            case ("details", summary, inner):
-                parts.append(f"<details><summary>{html.escape(summary.replace('`', ''))}</summary>\n\n"
-                             f"{to_markdown(inner, document).strip()}\n\n</details>")
-            case ("image", alt, path):
-                parts.append(image_link(alt, path, document))
-    return "\n\n".join(parts) + "\n"
-
-
-def _html_text(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-
-
-def to_html(blocks: list[Block]) -> str:
-    parts = []
-    for block in blocks:
-        match block:
-            case ("heading", level, text):
-                parts.append(f"<h{level}>{_html_text(text)}</h{level}>")
-            case ("text", text):
-                parts.append(f"<p>{_html_text(text)}</p>")
-            case ("table", header, rows):
-                parts.append(html_table(header, rows))
-            case ("details", summary, inner):
-                parts.append(f"<details><summary>{_html_text(summary)}</summary>\n{to_html(inner)}</details>")
-            case ("image", alt, path):
-                embedded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-                parts.append(f"<img alt=\"{html.escape(alt)}\" src=\"data:image/png;base64,{embedded}\">")
-    return "\n".join(parts) + "\n"
-
-
-def html_page(title: str, blocks: list[Block]) -> str:
-    return (
-        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>\n"
-        "<style>body{font-family:sans-serif} td,th{border:1px solid #ccc;padding:2px 6px}"
-        " table{border-collapse:collapse} summary{cursor:pointer;margin:0.5em 0}</style></head>\n<body>\n"
-        f"{to_html(blocks)}</body></html>\n"
-    )
 
 
 def per_class_blocks(runs: list[Run], per_class: list[PerClass | None]) -> list[Block]:

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from refinelab.core.backend import compiled
-from refinelab.data.pipeline import make_dataset
+from refinelab.data.pipeline import build_dataset
 from refinelab.data.store import Split
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def recalibrate(model: keras.Model, split: Split, seed: int) -> int:
     layers = batch_norm_layers(model)
     if not layers or len(split) == 0:
         return 0
-    batches = make_dataset(split, RECALIBRATION_BATCH, shuffle=True, seed=seed,
+    batches = build_dataset(split, RECALIBRATION_BATCH, shuffle=True, seed=seed,
                            max_batches=max(1, RECALIBRATION_IMAGES // RECALIBRATION_BATCH))
     momenta = [layer.momentum for layer in layers]
     state = model.non_trainable_variables
@@ -124,7 +124,7 @@ def mode_accuracies(model: keras.Model, split: Split, batch_size: int, seed: int
     correct = {True: 0, False: 0}
     seen = 0
     batch_size = max(batch_size, 64)
-    dataset = make_dataset(split, batch_size, shuffle=True, seed=seed, max_batches=max(1, MODE_CHECK_IMAGES // batch_size))
+    dataset = build_dataset(split, batch_size, shuffle=True, seed=seed, max_batches=max(1, MODE_CHECK_IMAGES // batch_size))
     for images, labels in dataset:
         labels = keras.ops.convert_to_numpy(labels)
         for training, output in zip((True, False), both_modes(trainable, non_trainable, images)):

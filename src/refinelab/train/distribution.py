@@ -153,9 +153,7 @@ class Distribution:
         if self.task is None:
             return make(None)
         # Keras' own class-weight mapping, pinned with Keras; fit refuses class_weight for this dataset.
-        from keras.src.trainers.data_adapters.tf_dataset_adapter import (
-            make_class_weight_map_fn,
-        )
+        from keras.src.trainers.data_adapters.tf_dataset_adapter import make_class_weight_map_fn
 
         from refinelab.data.pipeline import BatchShare
 
@@ -232,7 +230,7 @@ def same_on_every_replica(local: list[float], totals: Any, replicas: int) -> boo
     return all(float(total) == replicas * value for total, value in zip(totals, local, strict=True))
 
 
-def make_distribution(distribute: str) -> Distribution:
+def build_distribution(distribute: str) -> Distribution:
     """The strategy ``train.distribute`` names. Call it before TensorFlow runs anything else: a
     multi-worker strategy configures TensorFlow's runtime for the cluster, and waits for every worker."""
     task = cluster_task()

@@ -24,7 +24,7 @@ from refinelab.core.fileio import write_json
 from refinelab.data.pipeline import (
     INFERENCE_BATCH,
     SplitBatches,
-    make_dataset,
+    build_dataset,
     pipeline_callbacks,
     predict,
     short_last_batch,
@@ -32,22 +32,11 @@ from refinelab.data.pipeline import (
 from refinelab.data.store import Split, load_meta, load_split, load_training_set
 from refinelab.evaluate import health
 from refinelab.models.artifact import save_model
-from refinelab.models.builders import (
-    Regularization,
-    build_model,
-    freeze_base,
-    model_summary,
-    transfer_base,
-)
-from refinelab.models.optimizers import make_optimizer
+from refinelab.models.builders import Regularization, build_model, freeze_base, model_summary, transfer_base
+from refinelab.models.optimizers import build_optimizer
 from refinelab.params.schema import Params, TrainParams
 from refinelab.train import batch_norm
-from refinelab.train.distribution import (
-    Distribution,
-    adapt_to_multi_worker,
-    code_identity,
-    make_distribution,
-)
+from refinelab.train.distribution import Distribution, adapt_to_multi_worker, build_distribution, code_identity
 from refinelab.train.resume import TrainingBackup, data_identity
 
 log = logging.getLogger(__name__)
@@ -119,11 +108,11 @@ def learning_rate(
 
 
 def one_hot_classes(train: TrainParams, num_classes: int) -> int | None:
-    """The class count when :func:`make_loss`'s loss needs one-hot targets (label smoothing), else None."""
+    """The class count when :func:`build_loss`'s loss needs one-hot targets (label smoothing), else None."""
     return num_classes if train.label_smoothing > 0 else None
 
 
-def make_loss(train: TrainParams) -> keras.losses.Loss:
+def build_loss(train: TrainParams) -> keras.losses.Loss:
     """Cross-entropy; label smoothing needs one-hot targets (:func:`one_hot_classes`)."""
     if train.label_smoothing > 0:
         return keras.losses.CategoricalCrossentropy(label_smoothing=train.label_smoothing)
@@ -275,9 +264,9 @@ def compile_for_phase(
     multipliers = None
     if base is not None and base_rate is not None and not phase.base_frozen:
         multipliers = {variable.path: base_rate / params.learning_rate for variable in base.trainable_variables}
-    optimizer = make_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first),
+    optimizer = build_optimizer(params.train, learning_rate(params, steps_per_epoch, phase.last - phase.first),
                                multipliers)
-    model.compile(optimizer=optimizer, loss=make_loss(params.train), metrics=["accuracy"],
+    model.compile(optimizer=optimizer, loss=build_loss(params.train), metrics=["accuracy"],
                   steps_per_execution=steps_per_execution(train_data))
 
 
@@ -336,36 +325,49 @@ def train(
     the same params give the same dvc.lock. Under ``train.distribute``, only the chief of a multi-worker
     cluster writes these paths (refinelab.train.distribution)."""
     limit_threads()
-    distribution = make_distribution(params.train.distribute)
+    distribution = build_distribution(params.train.distribute)
     seed_everything(params.seed)
     with distribution.outputs(model_path, live_dir, timing_path, model_metrics_path) as outputs, \
             distribution.failures_reported():
         return fit_and_save(params, distribution, train_dir, prepared_dir, *outputs)
 
 
-def fit_and_save(
-    params: Params, distribution: Distribution, train_dir: str | Path, prepared_dir: str | Path,
-    model_path: Path, live_dir: Path, timing_path: Path | None, model_metrics_path: Path | None,
-) -> keras.Model:
+@dataclass
+class TrainingData:
+    """What a training reads, prepared once for all its phases."""
+
+    meta: dict[str, Any]
+    train_split: Split
+    validation_split: Split
+    validation_data: Any
+    schedule: health.Schedule
+    augmenter: Any
+    one_hot: int | None
+    weights: dict[int, float] | None
+    steps_per_epoch: int
+    # A stream of epochs, each epoch's order keyed by (seed, epoch): a killed run continues from where it
+    # stopped, and every worker of a cluster draws the same order.
+    keyed_epochs: bool
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta["class_names"])
+
+
+def training_data(
+    params: Params, distribution: Distribution, train_dir: str | Path, prepared_dir: str | Path, keyed_epochs: bool,
+) -> TrainingData:
     meta = load_meta(prepared_dir)
-    num_classes = len(meta["class_names"])
     train_split = load_training_set(train_dir, prepared_dir)
     validation_split = load_split(prepared_dir, "validation")
     schedule = health.Schedule(
         len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
-    phases = training_phases(params)
-    until = params.train.until_epoch or params.epochs
-    backup = training_backup(params, phases, train_dir, prepared_dir, model_path)
-    epochs_done = backup.epochs_done if backup else 0
     augmenter = online_augmenter(params)
-    one_hot = one_hot_classes(params.train, num_classes)
+    one_hot = one_hot_classes(params.train, len(meta["class_names"]))
     validation_data = distribution.distribute(
-        lambda share: make_dataset(validation_split, INFERENCE_BATCH, one_hot=one_hot, share=share))
+        lambda share: build_dataset(validation_split, INFERENCE_BATCH, one_hot=one_hot, share=share))
     weights = class_weights(params.train, train_split.labels)
-    # A stream of epochs, each epoch's order keyed by (seed, epoch): a killed run continues from where it
-    # stopped, and every worker of a cluster draws the same order.
-    keyed_epochs = backup is not None or distribution.task is not None
     steps_per_epoch = schedule.steps_per_epoch
     # Under a strategy (one machine's MirroredStrategy too) a last batch smaller than the replica count
     # leaves a replica no image, and batch norm's statistics of none are NaN: measured, NaN weights.
@@ -374,19 +376,22 @@ def fit_and_save(
         steps_per_epoch = math.ceil((len(train_split) - left_out) / schedule.batch_size)
         log.info("each epoch leaves out %d image(s), drawn afresh: a last batch of %d for %d replicas would "
                  "leave one with none", left_out, left_out, distribution.replicas)
+    return TrainingData(meta, train_split, validation_split, validation_data, schedule, augmenter, one_hot, weights,
+                        steps_per_epoch, keyed_epochs)
 
-    if distribution.task is not None:
-        distribution.check_same_training({"params": params.resolved(), "data": data_identity(train_dir, prepared_dir),
-                                          "code": code_identity()})
+
+def build_for_training(params: Params, distribution: Distribution, data: TrainingData) -> tuple[keras.Model, float | None]:
+    """The model, built under the distribution's scope, and the batch-norm momentum set for its schedule."""
     with distribution.scope():
         model = build_model(
             params.architecture,
-            input_shape=meta["image_shape"],
-            num_classes=num_classes,
+            input_shape=data.meta["image_shape"],
+            num_classes=data.num_classes,
             reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
             name=params.model,
         )
     adapt_to_multi_worker(model, distribution)
+    schedule = data.schedule
     momentum = batch_norm.set_momentum(model, schedule.steps_per_epoch)
     log.info(
         "training %s (%d parameters) on %d images: batch_size %d (%s), %d steps per epoch%s%s",
@@ -395,6 +400,53 @@ def fit_and_save(
         f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
         distribution.describe(),
     )
+    return model, momentum
+
+
+def fit_phases(
+    model: keras.Model, params: Params, distribution: Distribution, data: TrainingData, phases: list[Phase],
+    until: int, epochs_done: int, backup: TrainingBackup | None, live: Live, live_dir: Path, timer: TrainingTimer,
+) -> None:
+    """Fit each phase (head only, then fine-tuning, or one phase) up to epoch ``until``, after the
+    ``epochs_done`` a backup restored."""
+    for phase in (phase for phase in phases if phase.first < until):
+        log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, min(phase.last, until))
+        first_epoch = max(phase.first, epochs_done) if data.keyed_epochs else None
+        train_data = distribution.distribute(lambda share: build_dataset(
+            data.train_split, data.schedule.batch_size, shuffle=True, seed=params.seed, augment=data.augmenter,
+            first_epoch=first_epoch, one_hot=data.one_hot, share=share, replicas=distribution.replicas,
+        ), data.weights)
+        compile_for_phase(model, params, phase, data.steps_per_epoch, train_data)
+        model.fit(
+            train_data,
+            steps_per_epoch=data.steps_per_epoch if data.keyed_epochs else None,
+            validation_data=data.validation_data,
+            initial_epoch=phase.first,
+            epochs=min(phase.last, until),
+            callbacks=training_callbacks(params.train, live, timer) + pipeline_callbacks(train_data)
+            + (backup.callbacks(live_dir) if backup else []),
+            class_weight=data.weights if distribution.task is None else None,  # Else in train_data.
+            shuffle=False,  # The pipeline shuffles, seeded.
+            verbose=2,
+        )
+
+
+def fit_and_save(
+    params: Params, distribution: Distribution, train_dir: str | Path, prepared_dir: str | Path,
+    model_path: Path, live_dir: Path, timing_path: Path | None, model_metrics_path: Path | None,
+) -> keras.Model:
+    """Load the data, build the model, fit its phases (resuming from a backup), re-estimate its batch-norm
+    statistics, validate it as saved, and save it with its record, summary and timing."""
+    phases = training_phases(params)
+    until = params.train.until_epoch or params.epochs
+    backup = training_backup(params, phases, train_dir, prepared_dir, model_path)
+    epochs_done = backup.epochs_done if backup else 0
+    data = training_data(params, distribution, train_dir, prepared_dir,
+                         keyed_epochs=backup is not None or distribution.task is not None)
+    if distribution.task is not None:
+        distribution.check_same_training({"params": params.resolved(), "data": data_identity(train_dir, prepared_dir),
+                                          "code": code_identity()})
+    model, momentum = build_for_training(params, distribution, data)
 
     resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
@@ -406,37 +458,18 @@ def fit_and_save(
         if epochs_done and backup.seconds_done is not None:
             # train_time is the whole training's, the killed runs' epochs included, as other runs' is.
             timer.seconds, timer.epochs = backup.seconds_done, epochs_done
-        for phase in (phase for phase in phases if phase.first < until):
-            log.info("phase %s: epochs %d-%d", phase.name, phase.first + 1, min(phase.last, until))
-            first_epoch = max(phase.first, epochs_done) if keyed_epochs else None
-            train_data = distribution.distribute(lambda share: make_dataset(
-                train_split, schedule.batch_size, shuffle=True, seed=params.seed, augment=augmenter,
-                first_epoch=first_epoch, one_hot=one_hot, share=share, replicas=distribution.replicas,
-            ), weights)
-            compile_for_phase(model, params, phase, steps_per_epoch, train_data)
-            model.fit(
-                train_data,
-                steps_per_epoch=steps_per_epoch if keyed_epochs else None,
-                validation_data=validation_data,
-                initial_epoch=phase.first,
-                epochs=min(phase.last, until),
-                callbacks=training_callbacks(params.train, live, timer) + pipeline_callbacks(train_data)
-                + (backup.callbacks(live_dir) if backup else []),
-                class_weight=weights if distribution.task is None else None,  # Else in train_data.
-                shuffle=False,  # The pipeline shuffles, seeded.
-                verbose=2,
-            )
+        fit_phases(model, params, distribution, data, phases, until, epochs_done, backup, live, live_dir, timer)
         # The clean (un-augmented) training images: the distribution inference sees.
         clean_train = load_split(prepared_dir, "train")
         recalibrated = batch_norm.recalibrate(model, clean_train, params.seed)
-        mode_accuracies = batch_norm.mode_accuracies(model, clean_train, schedule.batch_size, params.seed)
-        findings = final_validation(model, live, meta, validation_split, schedule, mode_accuracies)
-    resolved = resolved_params(params, meta)
-    resolved["batch_size"] = schedule.batch_size
+        mode_accuracies = batch_norm.mode_accuracies(model, clean_train, data.schedule.batch_size, params.seed)
+        findings = final_validation(model, live, data.meta, data.validation_split, data.schedule, mode_accuracies)
+    resolved = resolved_params(params, data.meta)
+    resolved["batch_size"] = data.schedule.batch_size
     resolved["training"] = {
-        "batch_size_param": schedule.batch_size_param,
-        "train_images": schedule.train_images,
-        "steps_per_epoch": schedule.steps_per_epoch,
+        "batch_size_param": data.schedule.batch_size_param,
+        "train_images": data.schedule.train_images,
+        "steps_per_epoch": data.schedule.steps_per_epoch,
         "batch_norm_momentum": momentum,
         "batch_norm_recalibration_images": recalibrated,
         # Training-mode and inference-mode accuracy of the same training images (evaluate reports it too).
@@ -453,7 +486,7 @@ def fit_and_save(
     if model_metrics_path is not None:
         write_json(model_metrics_path, model_summary(model))
     if timing_path is not None:
-        write_json(timing_path, timer.record(len(train_split)))
+        write_json(timing_path, timer.record(len(data.train_split)))
     health.report("train", findings)
     return model
 
