@@ -62,7 +62,7 @@ def run_once(
     batch_size = resolve_batch_size(params.batch_size, len(train))
     model = build_model(
         params.architecture, train.images.shape[1:], len(CLASS_NAMES),
-        Regularization(dropout=params.dropout, l2=params.l2), name=params.model,
+        Regularization(dropout=params.dropout, l2=params.l2), name=params.preset,
     )
     model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])

@@ -2,12 +2,14 @@
 
 It depends on every param, so an unknown top-level key, a rejected value or an absolute dataset path
 that does not exist stops `dvc repro` and `dvc exp run` here, before DVC deletes any other stage's outputs; its
-output only says the check passed, so a passing check re-runs nothing downstream."""
+output only says the check passed, so a passing check re-runs nothing downstream. It also writes what
+decides a frozen base's features (the features stage's only param-like dependency)."""
 
 import argparse
 
 from refinelab.core.fileio import write_json
 from refinelab.core.runner import run_stage
+from refinelab.features.spec import frozen_features
 from refinelab.params.files import load_params
 from refinelab.prepare.sources import check_locations
 
@@ -16,9 +18,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("params_file", help="the params file to validate (params.yaml)")
     parser.add_argument("checked_file", help="written when the params are valid (data/params_checked.json)")
+    parser.add_argument("features_spec", help="what decides the frozen features (data/features_spec.json)")
     args = parser.parse_args()
-    check_locations(load_params(args.params_file))
+    params = load_params(args.params_file)
+    check_locations(params)
     write_json(args.checked_file, {"params": "valid"})
+    write_json(args.features_spec, frozen_features(params))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ def main() -> None:
     parser.add_argument("live_dir", help="dvclive folder for per-epoch metrics (metrics/train)")
     parser.add_argument("model_metrics", help="parameter counts and layer list (metrics/model.json)")
     parser.add_argument("timing_file", help="wall time and throughput, kept out of dvc.lock (metrics/timing.json)")
+    parser.add_argument("--features", help="the features stage's output (data/features): for a frozen base, the head "
+                        "trains on its vectors")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     with stage_params(args.params, "train") as params:
@@ -26,7 +28,7 @@ def main() -> None:
         from refinelab.train.stage import train
 
         train(params, args.train_dir, args.prepared_dir, args.model_path, args.live_dir, args.timing_file,
-              args.model_metrics)
+              args.model_metrics, args.features)
 
 
 if __name__ == "__main__":

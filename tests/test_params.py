@@ -13,7 +13,7 @@ from helpers import ROOT
 
 def test_the_real_params_file_is_valid():
     params = load_params(ROOT / "params.yaml")
-    assert params.model in params.architectures
+    assert params.model == "auto" and params.preset == "cnn_bn"  # Fashion-MNIST's.
     for name in ("smaller", "baseline", "bigger", "cnn"):
         assert name in params.architectures
     assert params.architectures["bigger"].hidden == [512, 128, 16]
@@ -25,7 +25,7 @@ def test_the_real_params_file_is_valid():
         ({"dropout": 1.5}, "dropout: Input should be less than 1"),
         ({"epochs": 0}, "epochs: Input should be greater than or equal to 1"),
         ({"dropuot": 0.1}, "dropuot: unknown key; did you mean 'dropout'?"),
-        ({"model": "huge"}, "unknown architecture 'huge'; valid names (architectures.yaml): baseline, bigger"),
+        ({"model": "huge"}, "unknown architecture 'huge'; valid names (architectures.yaml): auto, baseline, bigger"),
         ({"dataset": "cifar"}, "unknown dataset 'cifar'; valid names: digits, fashion_mnist, filename_labels, h5, image_folder, mnist"),
         ({"batch_size": "64"}, 'batch_size: expected auto or a whole number from 1 to 65536 (got "64")'),
         ({"batch_size": 0}, "batch_size: expected auto or a whole number from 1 to 65536 (got 0)"),
@@ -170,10 +170,11 @@ def test_every_stage_checks_exactly_the_params_dvc_yaml_lists():
 
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     listed = {name: sorted(stage.get("params", [])) for name, stage in stages.items()
-              if name not in ("check_params", "evaluate", "plot")}
+              if name not in ("check_params", "features", "evaluate", "plot")}
     assert listed == {name: sorted(keys) for name, keys in STAGE_PARAMS.items()}
     assert stages["check_params"]["params"] == [{"params.yaml": None}]  # Every param.
     assert "params" not in stages["evaluate"]  # It reads the model's own params.json.
+    assert "params" not in stages["features"]  # It reads check_params' data/features_spec.json.
     assert "params" not in stages["plot"]  # Presentation only: options of its command.
     for stage, files in STAGE_FILES.items():  # Presets and dataset settings: file dependencies.
         assert set(files) <= set(stages[stage]["deps"]) and set(files) <= set(stages["check_params"]["deps"])
@@ -187,7 +188,7 @@ def test_resolved_params_are_exactly_the_train_stage_params():
     train_stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
     assert sorted(TRAIN_STAGE_PARAMS) == sorted(train_stage["params"])
     resolved = load_params(ROOT / "params.yaml").resolved()
-    assert set(resolved) == set(TRAIN_STAGE_PARAMS) | {"architecture"}
+    assert set(resolved) == set(TRAIN_STAGE_PARAMS) | {"preset", "architecture"}
 
 
 def test_input_size_is_rejected_for_a_pretrained_model_file(raw_params):

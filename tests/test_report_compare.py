@@ -11,10 +11,19 @@ from refinelab.core.errors import RefinelabError
 from refinelab.plot.stage import overlaid_learning_curves
 from refinelab.report import compare as compare_module
 from refinelab.report.compare import (
-    ABSENT, compare, comparison_table, differing_params, file_slugs, group_by_dataset, per_class_change_table, per_class_table, pull_request_report, read_per_class,
+    ABSENT,
+    compare,
+    comparison_table,
+    differing_params,
+    file_slugs,
+    group_by_dataset,
+    per_class_change_table,
+    per_class_table,
+    pull_request_report,
+    read_per_class,
 )
-from refinelab.report.experiments import WORKSPACE, Run, select_runs
 from refinelab.report.documents import markdown_table
+from refinelab.report.experiments import WORKSPACE, Run, select_runs
 
 NO_DATASET = object()
 

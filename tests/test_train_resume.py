@@ -143,10 +143,10 @@ def test_other_params_never_reuse_a_backup(tmp_path):
     from refinelab.train.stage import training_backup, training_phases
 
     stopping = parse_params(raw)
-    stopping_backup = training_backup(stopping, training_phases(stopping), prepared, prepared, folder / "m.keras")
+    stopping_backup = training_backup(stopping, training_phases(stopping), (prepared, prepared), folder / "m.keras")
     raw["train"]["until_epoch"] = None
     full = parse_params(raw)
-    assert stopping_backup.dir == training_backup(full, training_phases(full), prepared, prepared,
+    assert stopping_backup.dir == training_backup(full, training_phases(full), (prepared, prepared),
                                                   folder / "m.keras").dir
 
 
@@ -181,10 +181,10 @@ def test_a_backup_past_until_epoch_is_not_used(tmp_path):
     raw = read_config(folder / "params.yaml")
     raw["train"]["until_epoch"] = 2
     params = parse_params(raw)
-    ahead = training_backup(params, training_phases(params), prepared, prepared, folder / "models/model.keras")
+    ahead = training_backup(params, training_phases(params), (prepared, prepared), folder / "models/model.keras")
     ahead.dir.mkdir(parents=True)
     (ahead.dir / KERAS_METADATA).write_text('{"epoch": 3}')  # A run with a later stop got there first.
-    again = training_backup(params, training_phases(params), prepared, prepared, folder / "models/model.keras")
+    again = training_backup(params, training_phases(params), (prepared, prepared), folder / "models/model.keras")
     assert again.dir == ahead.dir and again.epochs_done == 0  # Starts over: it would train no epoch.
 
 
@@ -198,7 +198,7 @@ def test_a_resume_folder_that_cannot_be_made_is_named_before_training(tmp_path, 
     monkeypatch.setenv("REFINELAB_RESUME_DIR", str(tmp_path / "a-file" / "backups"))
     params = parse_params(read_config(folder / "params.yaml"))
     with pytest.raises(ParamsError, match=r"REFINELAB_RESUME_DIR=.*a-file/backups': cannot create the folder"):
-        training_backup(params, training_phases(params), prepared, prepared, folder / "models/model.keras")
+        training_backup(params, training_phases(params), (prepared, prepared), folder / "models/model.keras")
 
 
 def test_a_backup_record_killed_while_written_means_starting_over(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -138,6 +139,15 @@ def ensure_writable(*paths: str | Path) -> None:
                 pass
         except OSError as exc:
             raise DataError(f"{folder}: cannot write there ({exc.strerror or exc}); fix its permissions or free space") from None
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file, read 1 MiB at a time."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -117,9 +117,10 @@ def tf_dataset(
 
     count = len(split)
     left_out = short_last_batch(count, batch_size, replicas) if shuffle else 0
+    image_type = tf.as_dtype(split.images.dtype)  # uint8 pixels, or a frozen base's float32 features.
 
     def load(indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        batch_images, batch_labels = tf.numpy_function(lambda i: gather(split, i), [indices], (tf.uint8, tf.int64))
+        batch_images, batch_labels = tf.numpy_function(lambda i: gather(split, i), [indices], (image_type, tf.int64))
         batch_images.set_shape((None, *split.images.shape[1:]))
         batch_labels.set_shape((None,))
         return tf.cast(batch_images, tf.float32), batch_labels

@@ -121,8 +121,8 @@ def write_training_set(directory: str | Path, source: str, images: int) -> None:
     write_json(Path(directory) / TRAINING_SET_FILE, {"source": source, "images": images})
 
 
-def load_training_set(train_dir: str | Path, prepared_dir: str | Path) -> Split:
-    """The split train fits on, as augment's ``training_set.json`` in ``train_dir`` names it."""
+def training_set_source(train_dir: str | Path) -> str:
+    """Which train split augment's ``training_set.json`` in ``train_dir`` names: prepared or augmented."""
     path = Path(train_dir) / TRAINING_SET_FILE
     try:
         source = read_json(path)["source"]
@@ -130,4 +130,9 @@ def load_training_set(train_dir: str | Path, prepared_dir: str | Path) -> Split:
         raise DataError(f"{path}: missing; run the augment stage first") from None
     if source not in TRAINING_SET_SOURCES:
         raise DataError(f"{path}: unknown source {source!r}; re-run the augment stage")
-    return load_split(prepared_dir if source == "prepared" else train_dir, "train")
+    return source
+
+
+def load_training_set(train_dir: str | Path, prepared_dir: str | Path) -> Split:
+    """The split train fits on, as augment's ``training_set.json`` in ``train_dir`` names it."""
+    return load_split(prepared_dir if training_set_source(train_dir) == "prepared" else train_dir, "train")

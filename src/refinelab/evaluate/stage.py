@@ -112,13 +112,15 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path):
     codes = list(dict.fromkeys([*training.get("health", []), *(finding.code for finding in findings)]))
     log.info("test accuracy %.4f (train %.4f)", test_metrics["accuracy"], train_accuracy)
     details["health"] = codes
-    return scoreboard(details, model.count_params()), details, probabilities, test.labels, findings
+    board = scoreboard(details, model.count_params(), record.get("preset"))
+    return board, details, probabilities, test.labels, findings
 
 
-def scoreboard(details: dict[str, Any], parameters: int) -> dict[str, Any]:
+def scoreboard(details: dict[str, Any], parameters: int, preset: str | None = None) -> dict[str, Any]:
     """The numbers a reviewer compares, one flat file for ``dvc exp show`` and ``dvc metrics diff``:
     short unique names, 4 decimals, the most compared first (``details`` keeps full precision and
-    the per-class scores)."""
+    the per-class scores); first the architecture preset the model was built from, which ``model: auto``
+    leaves to the dataset."""
     test = details["test"]
     # Names short enough that a 160-column terminal shows these and the params a study varies
     # (f1 is the macro average; top5 only with more than 5 classes).
@@ -133,6 +135,7 @@ def scoreboard(details: dict[str, Any], parameters: int) -> dict[str, Any]:
         metrics[f"top{TOP_K}"] = test[f"top_{TOP_K}_accuracy"]
     metrics["ece"] = test["expected_calibration_error"]
     return {
+        **({"preset": preset} if preset else {}),
         **{name: round(float(value), 4) for name, value in metrics.items()},
         "params": int(parameters),
         # The health check's warnings (0: healthy); their codes are in the details and the stage logs.

@@ -24,9 +24,10 @@ import numpy as np
 from keras import layers
 
 from refinelab.core.errors import DataError, ParamsError
+from refinelab.core.fileio import file_digest
 from refinelab.core.registry import Registry
 from refinelab.models.artifact import load_trained_model
-from refinelab.params.names import TRANSFER_BASES
+from refinelab.params import names
 from refinelab.params.schema import (
     ARCHITECTURE_TYPES,
     ArchitectureSpec,
@@ -100,13 +101,21 @@ def conv_bn(features, filters: int, spec, reg: Regularization, name: str, stride
     return layers.Activation("relu", name=f"{name}_relu")(features) if relu else features
 
 
+# The layers that make a feature map one vector per image: where a transfer model's head begins.
+POOLING_LAYERS = {"avg": "global_pool", "flatten": "flatten"}
+
+
+def pool(features, spec):
+    """Feature map -> vector (flatten or average), as ``spec.head_pooling`` says."""
+    if spec.head_pooling == "avg":
+        return layers.GlobalAveragePooling2D(name=POOLING_LAYERS["avg"])(features)
+    return layers.Flatten(name=POOLING_LAYERS["flatten"])(features)
+
+
 def head(features, spec, reg: Regularization):
     """Feature map -> vector (flatten or average), [Dropout], then the dense stack of ``spec.dense``."""
     if len(features.shape) == 4:
-        if spec.head_pooling == "avg":
-            features = layers.GlobalAveragePooling2D(name="global_pool")(features)
-        else:
-            features = layers.Flatten(name="flatten")(features)
+        features = pool(features, spec)
     if reg.dropout > 0:
         features = layers.Dropout(reg.dropout, name="features_dropout")(features)
     return dense_stack(features, spec.dense, reg, spec.batch_norm, prefix="head")
@@ -165,9 +174,11 @@ class ImagenetBase:
     constructor: Callable[..., keras.Model]
     preprocess_input: Callable[[np.ndarray], np.ndarray]
     weights_file: str
+    # Keras downloads the weights at first use; False: they come installed with refinelab's dependencies.
+    downloads: bool = True
 
 
-TRANSFER_BASES: Registry[Callable[[int], ImagenetBase]] = Registry("transfer base", TRANSFER_BASES)
+TRANSFER_BASES: Registry[Callable[[int], ImagenetBase]] = Registry("transfer base", names.TRANSFER_BASES)
 
 
 @TRANSFER_BASES.register("vgg16")
@@ -205,6 +216,16 @@ def efficientnet_b0(input_size: int) -> ImagenetBase:
     )
 
 
+@TRANSFER_BASES.register("efficientnet_lite0")
+def efficientnet_lite0(input_size: int) -> ImagenetBase:
+    from refinelab.models import efficientnet_lite
+
+    return ImagenetBase(
+        efficientnet_lite.EfficientNetLite0, efficientnet_lite.preprocess_input, efficientnet_lite.LITE0_FILENAME,
+        downloads=False,
+    )
+
+
 def keras_cache_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
@@ -217,6 +238,8 @@ def imagenet_base(spec: TransferSpec) -> tuple[keras.Model, Callable[[np.ndarray
         network = base.constructor(
             include_top=False, weights=weights, input_shape=(spec.input_size, spec.input_size, 3)
         )
+    except DataError:  # efficientnet_lite0's own reader: a missing package or a wrong file, named.
+        raise
     except Exception as exc:  # Keras raises a bare Exception when the download fails.
         if weights is None:
             raise
@@ -225,9 +248,28 @@ def imagenet_base(spec: TransferSpec) -> tuple[keras.Model, Callable[[np.ndarray
             f"could not get the ImageNet weights of {spec.base} ({exc}). Keras looks for them in "
             f"{keras_cache_dir() / file_name} (the folder is $KERAS_HOME/models, ~/.keras/models by default): "
             f"download {file_name} on a machine with internet (any keras.applications.{base.constructor.__name__}"
-            f"(include_top=False, weights='imagenet') call caches it there) and copy it to that path"
+            f"(include_top=False, weights='imagenet') call caches it there) and copy it to that path, or use "
+            f"base: efficientnet_lite0 (model: efficientnet_lite0), whose weights come installed"
         ) from None
     return network, base.preprocess_input
+
+
+def transfer_weights(spec: ArchitectureSpec) -> dict[str, str] | None:
+    """Which file a transfer model's base weights came from, with its sha256 (for models/params.json);
+    None for other architectures and random bases. Call it after building: the file is then in place."""
+    if spec.type != "transfer" or spec.weights == "none":
+        return None
+    if spec.pretrained_path:
+        path = Path(spec.pretrained_path)
+    elif spec.base == "efficientnet_lite0":
+        from refinelab.models import efficientnet_lite
+
+        return {"file": f"{efficientnet_lite.LITE0_DISTRIBUTION}=={efficientnet_lite.LITE0_VERSION}/"
+                        f"{efficientnet_lite.LITE0_FILENAME}", "sha256": efficientnet_lite.LITE0_SHA256}
+    else:
+        # Keras checked the file against the hash it publishes for it (where it publishes one) when it got it.
+        path = keras_cache_dir() / TRANSFER_BASES.get(spec.base)(spec.input_size).weights_file
+    return {"file": str(path), "sha256": file_digest(path)}
 
 
 def refinelab_base(path: str) -> keras.Model:
@@ -293,9 +335,8 @@ def freeze_base(base: keras.Model, spec: TransferSpec, everything: bool = False)
         layer.trainable = index >= count and not keep_statistics
 
 
-@ARCHITECTURES.register("transfer")
-def transfer_features(spec: TransferSpec, images, reg: Regularization):
-    """A pretrained (or fresh) base as feature extractor, frozen as asked, then a new dense head."""
+def transfer_extractor(spec: TransferSpec, images):
+    """Images -> the base's features, one vector per image (the base frozen as ``spec`` says)."""
     if spec.pretrained_path:
         network, preprocess = refinelab_base(spec.pretrained_path), None
     else:
@@ -306,7 +347,27 @@ def transfer_features(spec: TransferSpec, images, reg: Regularization):
     log.info("transfer base %s: %d of %d layers frozen", spec.base or spec.weights, frozen, len(base.layers))
     height, width, channels = base.input_shape[1:]
     features = base(adapt_input(images, (height, width), channels, preprocess))
-    return head(features, spec, reg)
+    return pool(features, spec) if len(features.shape) == 4 else features
+
+
+@ARCHITECTURES.register("transfer")
+def transfer_features(spec: TransferSpec, images, reg: Regularization):
+    """A pretrained (or fresh) base as feature extractor, frozen as asked, then a new dense head."""
+    return head(transfer_extractor(spec, images), spec, reg)
+
+
+def build_extractor(spec: TransferSpec, input_shape: Sequence[int]) -> keras.Model:
+    """A transfer model's frozen part alone: images in, the vectors its head reads out (the features stage
+    computes them once; the model train builds from the same spec has the same part)."""
+    images = keras.Input(shape=tuple(input_shape), name="image")
+    return keras.Model(images, transfer_extractor(spec, images), name="features")
+
+
+def feature_head(model: keras.Model) -> keras.Model:
+    """A transfer model's head as a model of its own: feature vectors in, class probabilities out. It
+    shares its layers with ``model``: training it trains the model's head."""
+    pooling = next(layer for layer in model.layers if layer.name in POOLING_LAYERS.values())
+    return keras.Model(pooling.output, model.output, name=f"{model.name}_head")
 
 
 def build_model(

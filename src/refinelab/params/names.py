@@ -22,5 +22,14 @@ AUGMENTATION_OPS = {
 # `train.optimizer` (refinelab.models.optimizers).
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
-# `base:` of a transfer architecture (refinelab.models.builders).
-TRANSFER_BASES = ("vgg16", "mobilenet_v2", "efficientnet_b0", "resnet50")
+# `base:` of a transfer architecture (refinelab.models.builders). efficientnet_lite0's ImageNet weights
+# come with refinelab's dependencies; the others' are downloaded by Keras at their first use.
+TRANSFER_BASES = ("efficientnet_lite0", "vgg16", "mobilenet_v2", "efficientnet_b0", "resnet50")
+
+# `model: auto`: the preset each dataset starts from. Photos (a folder, HDF5 photo sets) start from
+# ImageNet features, which no network trained from scratch on a few hundred photos matches; the built-in
+# small-image sets from the CNN tuned for them.
+AUTO_PRESETS = {
+    "fashion_mnist": "cnn_bn", "mnist": "cnn_bn", "digits": "cnn_bn",
+    "h5": "efficientnet_lite0", "image_folder": "efficientnet_lite0", "filename_labels": "efficientnet_lite0",
+}

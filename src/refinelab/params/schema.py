@@ -26,7 +26,7 @@ from pydantic import (
 from refinelab.core.backend import BACKENDS
 from refinelab.core.errors import ParamsError
 from refinelab.params.layout import DATASETS_FILE, DATASETS_FILE_KEYS, PRESETS_FILE, TRAIN_STAGE_PARAMS
-from refinelab.params.names import AUGMENTATION_OPS, DATASETS, OPTIMIZERS, TRANSFER_BASES
+from refinelab.params.names import AUGMENTATION_OPS, AUTO_PRESETS, DATASETS, OPTIMIZERS, TRANSFER_BASES
 
 DISTRIBUTE_STRATEGIES = ("none", "mirrored", "multi_worker")
 
@@ -271,6 +271,7 @@ ArchitectureSpec = Annotated[Union[ARCHITECTURE_SPECS], Field(discriminator="typ
 
 
 MAX_BATCH_SIZE = 65_536
+AUTO_MODEL = "auto"  # `model: auto`: the dataset's preset (refinelab.params.names.AUTO_PRESETS).
 ARCH_HELP = "one-key tweaks of the preset `model:` names (null keeps the preset's value)"
 
 
@@ -304,6 +305,7 @@ class Params(StrictModel):
     architectures: dict[str, ArchitectureSpec] = Field(min_length=1)
 
     _architecture: Any = PrivateAttr(default=None)
+    _preset: str = PrivateAttr(default="")
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -315,16 +317,22 @@ class Params(StrictModel):
 
     @model_validator(mode="after")
     def _names_exist(self) -> Params:
-        if self.model not in self.architectures:
+        if self.dataset not in DATASETS:
             raise ValueError(
-                f"model: unknown architecture {self.model!r}; valid names ({PRESETS_FILE}): "
-                f"{', '.join(sorted(self.architectures))}"
+                f"dataset: unknown dataset {self.dataset!r}; valid names: {', '.join(sorted(DATASETS))}"
             )
-        self._architecture = tweaked_preset(self.model, self.architectures[self.model], self.arch)
+        self._preset = AUTO_PRESETS[self.dataset] if self.model == AUTO_MODEL else self.model
+        if self._preset not in self.architectures:
+            auto = f" (model: auto, for dataset {self.dataset})" if self.model == AUTO_MODEL else ""
+            raise ValueError(
+                f"model: unknown architecture {self._preset!r}{auto}; valid names ({PRESETS_FILE}): "
+                f"{AUTO_MODEL}, {', '.join(sorted(self.architectures))}"
+            )
+        self._architecture = tweaked_preset(self._preset, self.architectures[self._preset], self.arch)
         head_epochs = getattr(self.architecture, "head_epochs", 0)
         if head_epochs >= self.epochs:
             raise ValueError(
-                f"{self.model}.head_epochs ({PRESETS_FILE}): {head_epochs} leaves no fine-tuning epoch "
+                f"{self._preset}.head_epochs ({PRESETS_FILE}): {head_epochs} leaves no fine-tuning epoch "
                 f"of epochs={self.epochs}"
             )
         if self.train.until_epoch is not None and self.train.until_epoch > self.epochs:
@@ -335,15 +343,16 @@ class Params(StrictModel):
         if self.backend != "tensorflow" and self.train.distribute != "none":
             raise ValueError(f"train.distribute: {self.train.distribute} is TensorFlow's tf.distribute; it needs "
                              f"backend: tensorflow (got {self.backend})")
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"dataset: unknown dataset {self.dataset!r}; valid names: {', '.join(sorted(DATASETS))}"
-            )
         return self
 
     @property
+    def preset(self) -> str:
+        """The architectures.yaml preset the run builds: ``model``, or the dataset's for ``model: auto``."""
+        return self._preset
+
+    @property
     def architecture(self) -> MLPSpec | CNNSpec | ResidualCNNSpec | TransferSpec:
-        """The preset ``model`` names, with the ``arch`` tweaks applied."""
+        """The preset ``model`` names (:attr:`preset`), with the ``arch`` tweaks applied."""
         return self._architecture
 
     def resolved(self) -> dict[str, Any]:
@@ -353,6 +362,7 @@ class Params(StrictModel):
         change without re-running train and leave the saved copy stale.
         """
         resolved = self.model_dump(mode="json", include=set(TRAIN_STAGE_PARAMS))
+        resolved["preset"] = self.preset
         resolved["architecture"] = self.architecture.model_dump(mode="json")
         return resolved
 

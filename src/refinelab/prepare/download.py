@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from refinelab.core.errors import DataError
-from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, write_json
+from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, file_digest, write_json
 from refinelab.prepare.idx import read_bytes
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,6 @@ class PublishedFile:
     name: str
     md5: str
     content_md5: str
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify(path: Path, published: PublishedFile) -> None:

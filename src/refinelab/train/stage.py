@@ -31,8 +31,17 @@ from refinelab.data.pipeline import (
 )
 from refinelab.data.store import Split, load_meta, load_split, load_training_set
 from refinelab.evaluate import health
+from refinelab.features.stage import load_features
 from refinelab.models.artifact import save_model
-from refinelab.models.builders import Regularization, build_model, freeze_base, model_summary, transfer_base
+from refinelab.models.builders import (
+    Regularization,
+    build_model,
+    feature_head,
+    freeze_base,
+    model_summary,
+    transfer_base,
+    transfer_weights,
+)
 from refinelab.models.optimizers import build_optimizer
 from refinelab.params.schema import Params, TrainParams
 from refinelab.train import batch_norm
@@ -285,7 +294,7 @@ def shared_backup_folder() -> Path | None:
 
 
 def training_backup(
-    params: Params, phases: list[Phase], train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path
+    params: Params, phases: list[Phase], data_dirs: tuple[str | Path, ...], model_path: str | Path
 ) -> TrainingBackup | None:
     """Where this run's epochs are backed up (refinelab.train.resume), or None: one-phase runs continue after a
     kill or a stop at ``train.until_epoch``, two-phase ones (a transfer model's head epochs) and multi-worker
@@ -296,7 +305,7 @@ def training_backup(
     if len(phases) > 1:
         if params.train.until_epoch:
             log.warning("train.until_epoch: a two-phase run (%s.head_epochs) keeps no backup; the run without "
-                        "until_epoch trains from the start", params.model)
+                        "until_epoch trains from the start", params.preset)
         return None
     until = params.train.until_epoch
     if until and (params.train.early_stopping or params.train.lr_schedule == "plateau"):
@@ -304,7 +313,7 @@ def training_backup(
                     "run that continues this one, which then differs from an uninterrupted run")
     key_params = params.resolved()
     key_params["train"].pop("until_epoch")  # Where to stop is not what is trained: the continuation shares it.
-    identity = {"params": key_params, "data": data_identity(train_dir, prepared_dir)}
+    identity = {"params": key_params, "data": data_identity(*data_dirs)}
     backup = TrainingBackup(model_path, identity, shared_backup_folder())
     if until and backup.epochs_done > until:
         log.warning("a backup of these params is at epoch %d, past train.until_epoch=%d: training starts over",
@@ -316,6 +325,7 @@ def training_backup(
 def train(
     params: Params, train_dir: str | Path, prepared_dir: str | Path, model_path: str | Path, live_dir: str | Path,
     timing_path: str | Path | None = None, model_metrics_path: str | Path | None = None,
+    features_dir: str | Path | None = None,
 ) -> keras.Model:
     """Fit the model on the training set augment chose (``train_dir``), validating on the prepared
     validation split; re-estimate its batch-norm statistics, check its health, save it, and its parameter
@@ -329,7 +339,7 @@ def train(
     seed_everything(params.seed)
     with distribution.outputs(model_path, live_dir, timing_path, model_metrics_path) as outputs, \
             distribution.failures_reported():
-        return fit_and_save(params, distribution, train_dir, prepared_dir, *outputs)
+        return fit_and_save(params, distribution, train_dir, prepared_dir, *outputs, features_dir=features_dir)
 
 
 @dataclass
@@ -355,11 +365,9 @@ class TrainingData:
 
 
 def training_data(
-    params: Params, distribution: Distribution, train_dir: str | Path, prepared_dir: str | Path, keyed_epochs: bool,
+    params: Params, distribution: Distribution, meta: dict[str, Any], train_split: Split, validation_split: Split,
+    keyed_epochs: bool,
 ) -> TrainingData:
-    meta = load_meta(prepared_dir)
-    train_split = load_training_set(train_dir, prepared_dir)
-    validation_split = load_split(prepared_dir, "validation")
     schedule = health.Schedule(
         len(train_split), resolve_batch_size(params.batch_size, len(train_split)), params.batch_size, params.epochs
     )
@@ -388,14 +396,14 @@ def build_for_training(params: Params, distribution: Distribution, data: Trainin
             input_shape=data.meta["image_shape"],
             num_classes=data.num_classes,
             reg=Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1),
-            name=params.model,
+            name=params.preset,
         )
     adapt_to_multi_worker(model, distribution)
     schedule = data.schedule
     momentum = batch_norm.set_momentum(model, schedule.steps_per_epoch)
     log.info(
         "training %s (%d parameters) on %d images: batch_size %d (%s), %d steps per epoch%s%s",
-        params.model, model.count_params(), schedule.train_images, schedule.batch_size,
+        params.preset, model.count_params(), schedule.train_images, schedule.batch_size,
         "auto" if params.batch_size == "auto" else "set", schedule.steps_per_epoch,
         f", batch-norm momentum {momentum:.3f}" if momentum is not None else "",
         distribution.describe(),
@@ -434,19 +442,31 @@ def fit_phases(
 def fit_and_save(
     params: Params, distribution: Distribution, train_dir: str | Path, prepared_dir: str | Path,
     model_path: Path, live_dir: Path, timing_path: Path | None, model_metrics_path: Path | None,
+    features_dir: str | Path | None = None,
 ) -> keras.Model:
     """Load the data, build the model, fit its phases (resuming from a backup), re-estimate its batch-norm
-    statistics, validate it as saved, and save it with its record, summary and timing."""
+    statistics, validate it as saved, and save it with its record, summary and timing.
+
+    With the features stage's vectors for this model's frozen base (``features_dir``), everything up to the
+    save runs on the model's head alone, fed those vectors: the same head, without the base's pass over
+    every image in every epoch. The whole model (base and head) is saved either way."""
+    meta = load_meta(prepared_dir)
+    train_split = load_training_set(train_dir, prepared_dir)
+    validation_split = load_split(prepared_dir, "validation")
+    features = load_features(features_dir, params, len(train_split)) if features_dir else None
+    data_dirs = (train_dir, prepared_dir) + ((features_dir,) if features else ())
     phases = training_phases(params)
     until = params.train.until_epoch or params.epochs
-    backup = training_backup(params, phases, train_dir, prepared_dir, model_path)
+    backup = training_backup(params, phases, data_dirs, model_path)
     epochs_done = backup.epochs_done if backup else 0
-    data = training_data(params, distribution, train_dir, prepared_dir,
+    data = training_data(params, distribution, meta, features.train if features else train_split,
+                         features.validation if features else validation_split,
                          keyed_epochs=backup is not None or distribution.task is not None)
     if distribution.task is not None:
-        distribution.check_same_training({"params": params.resolved(), "data": data_identity(train_dir, prepared_dir),
+        distribution.check_same_training({"params": params.resolved(), "data": data_identity(*data_dirs),
                                           "code": code_identity()})
     model, momentum = build_for_training(params, distribution, data)
+    fitted = feature_head(model) if features else model
 
     resumed = bool(epochs_done) and backup.restore_live_logs(live_dir)
     # As a context manager Live ends once, after every phase (its Keras callback would end it per fit).
@@ -458,13 +478,15 @@ def fit_and_save(
         if epochs_done and backup.seconds_done is not None:
             # train_time is the whole training's, the killed runs' epochs included, as other runs' is.
             timer.seconds, timer.epochs = backup.seconds_done, epochs_done
-        fit_phases(model, params, distribution, data, phases, until, epochs_done, backup, live, live_dir, timer)
+        fit_phases(fitted, params, distribution, data, phases, until, epochs_done, backup, live, live_dir, timer)
         # The clean (un-augmented) training images: the distribution inference sees.
-        clean_train = load_split(prepared_dir, "train")
-        recalibrated = batch_norm.recalibrate(model, clean_train, params.seed)
-        mode_accuracies = batch_norm.mode_accuracies(model, clean_train, data.schedule.batch_size, params.seed)
-        findings = final_validation(model, live, data.meta, data.validation_split, data.schedule, mode_accuracies)
+        clean_train = features.clean_train if features else load_split(prepared_dir, "train")
+        recalibrated = batch_norm.recalibrate(fitted, clean_train, params.seed)
+        mode_accuracies = batch_norm.mode_accuracies(fitted, clean_train, data.schedule.batch_size, params.seed)
+        findings = final_validation(fitted, live, data.meta, data.validation_split, data.schedule, mode_accuracies)
     resolved = resolved_params(params, data.meta)
+    if weights := transfer_weights(params.architecture):
+        resolved["transfer_weights"] = weights
     resolved["batch_size"] = data.schedule.batch_size
     resolved["training"] = {
         "batch_size_param": data.schedule.batch_size_param,

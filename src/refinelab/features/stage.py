@@ -1,0 +1,89 @@
+"""The features stage's work: a frozen base's output for every training and validation image, computed
+once and kept as a DVC output, so that experiments changing only the head train on vectors, not photos.
+
+The output is ``data/features/``: ``features.json`` (the extractor spec they were made with, or why there
+are none) and, when there are, ``{split}_images.npy`` (float32 vectors, one per image) with
+``{split}_labels.npy`` for ``train`` (the training set augment chose), ``validation`` and, when that
+training set holds offline copies, ``clean_train`` (the prepared training images alone, which the batch-norm
+re-estimate reads). :func:`load_features` is train's side.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from refinelab.core.fileio import atomic_dir, read_json, write_json
+from refinelab.data.store import Split, load_meta, load_split, load_training_set, training_set_source
+from refinelab.features.spec import frozen_features
+from refinelab.params.schema import Params, TransferSpec
+
+log = logging.getLogger(__name__)
+
+RECORD_FILE = "features.json"
+
+
+def compute_features(spec_path: str | Path, train_dir: str | Path, prepared_dir: str | Path,
+                     out_dir: str | Path) -> dict[str, Any]:
+    """Write ``out_dir`` for the spec check_params wrote (``spec_path``); return its record."""
+    spec = read_json(spec_path)
+    with atomic_dir(out_dir) as folder:
+        if spec.get("extractor") is None:
+            log.info("no features to compute: %s", spec.get("why"))
+            write_json(folder / RECORD_FILE, spec)
+            return spec
+        from refinelab.data.pipeline import predict
+        from refinelab.models.builders import build_extractor
+
+        splits = {"train": load_training_set(train_dir, prepared_dir), "validation": load_split(prepared_dir, "validation")}
+        if training_set_source(train_dir) != "prepared":
+            splits["clean_train"] = load_split(prepared_dir, "train")
+        extractor = build_extractor(TransferSpec.model_validate(spec["extractor"]), load_meta(prepared_dir)["image_shape"])
+        counts = {}
+        for name, split in splits.items():
+            started = time.perf_counter()
+            vectors = predict(extractor, split).astype(np.float32)
+            np.save(folder / f"{name}_images.npy", vectors)
+            np.save(folder / f"{name}_labels.npy", np.asarray(split.labels, dtype=np.int64))
+            counts[name] = len(split)
+            log.info("features of %d %s images (%d values each) in %.1f s", len(split), name, vectors.shape[-1],
+                     time.perf_counter() - started)
+        record = {**spec, "images": counts}
+        write_json(folder / RECORD_FILE, record)
+    return record
+
+
+@dataclass(frozen=True)
+class Features:
+    """The frozen base's vectors for train's splits."""
+
+    train: Split
+    validation: Split
+    clean_train: Split  # The prepared training images' (the training set's when it holds no copies).
+
+
+def load_features(features_dir: str | Path, params: Params, train_images: int) -> Features | None:
+    """The features stage's vectors when they were made for ``params``' extractor and the current
+    training set of ``train_images`` images; None (train runs the base on every batch) otherwise."""
+    wanted = frozen_features(params)
+    if wanted["extractor"] is None:
+        return None
+    folder = Path(features_dir)
+    try:
+        record = read_json(folder / RECORD_FILE)
+    except FileNotFoundError:
+        log.warning("%s: missing; the base runs on every batch (the features stage computes it once)", folder)
+        return None
+    if {key: record.get(key) for key in wanted} != wanted or record["images"]["train"] != train_images:
+        log.warning("%s was computed for another base or training set; the base runs on every batch (dvc repro "
+                    "runs the features stage first)", folder)
+        return None
+    train = load_split(folder, "train")
+    clean = load_split(folder, "clean_train") if "clean_train" in record["images"] else train
+    log.info("training the head on the features in %s (%s), not recomputed", folder, wanted["extractor"]["base"])
+    return Features(train, load_split(folder, "validation"), clean)
