@@ -29,9 +29,10 @@ def grayscale_model(tmp_path_factory):
 
     keras.utils.set_random_seed(7)
     model = build_model(MLPSpec(type="mlp", hidden=[32]), input_shape=(28, 28, 1), num_classes=len(CLASS_NAMES))
+    from refinelab.models.artifact import save_model
+
     directory = tmp_path_factory.mktemp("model")
-    model.save(directory / "model.keras")
-    write_json(directory / "params.json", {
+    save_model(model, directory / "model.keras", {
         "model": "tiny", "class_names": CLASS_NAMES, "image_shape": [28, 28, 1], "preprocessing": PREPROCESSING,
     })
     return model, directory / "model.keras"
@@ -173,3 +174,16 @@ def test_debug_shows_the_traceback_of_a_user_error(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"")
     with pytest.raises(DataError, match="params.json: missing"):
         main(["--debug", "predict", "--model", str(tmp_path / "model.keras"), str(tmp_path)])
+
+
+def test_a_model_file_copied_alone_predicts(grayscale_model, images, tmp_path, capsys):
+    """The .keras file carries its class names and preprocessing: no params.json needed beside it."""
+    import shutil
+
+    _, model_path = grayscale_model
+    alone = tmp_path / "elsewhere" / "classifier.keras"
+    alone.parent.mkdir()
+    shutil.copy(model_path, alone)
+    folder, _ = images
+    assert main(["predict", "--model", str(alone), str(folder)]) == 0
+    assert capsys.readouterr().out.count("\n") >= 2

@@ -89,7 +89,7 @@ def test_train_evaluate_and_predict_run_on_jax_without_tensorflow(tmp_path):
     (tmp_path / "photos").mkdir()
     for index, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / "photos" / f"{index}.png")
-    predicted = run_without_tensorflow(ROOT / "src/refinelab/cli.py", "predict", "photos", "--json")
+    predicted = run_without_tensorflow(ROOT / "src/refinelab/cli/main.py", "predict", "photos", "--json")
     assert len(json.loads(predicted.stdout)["predictions"]) == 3
 
 

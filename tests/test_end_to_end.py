@@ -50,6 +50,13 @@ def test_repro_then_experiment_with_dropout(project_copy, project_env, tiny_raw_
     assert resolved["batch_size"] == 32 and resolved["training"]["steps_per_epoch"] == 7
     assert dropout_rates(project / "models/model.keras") == {tiny_raw_params["dropout"]}
 
+    # One plots page: each learning curve once, one confusion matrix, no PNG repeating them.
+    page = json.loads(run(["dvc", "plots", "show", "--json"], project, env=project_env).stdout)["data"]
+    assert {"Loss", "Accuracy", "Confusion normalized"} <= set(page)
+    assert not [name for name in page if "train/plots" in name or "confusion" in name.lower() and name != "Confusion normalized"
+                or name.endswith(("learning_curves.png", "confusion_matrix.png"))]
+    assert (project / "models/model_card.md").read_text().startswith("# Model card: cnn_bn")
+
     # Nothing changed: nothing re-runs.
     assert "didn't change" in run(["dvc", "repro"], project, env=project_env).stdout.replace("did not", "didn't")
 
@@ -120,7 +127,7 @@ def assert_the_experiment_table_fits_a_screen(project, project_env):
     for column in ("accuracy", "gap", "warnings", "train_time", "model", "dropout"):
         assert re.search(rf"\b{column}\b", header), (column, header)
     rows = [line for line in screen if any(exp["name"] in line for exp in experiments)]
-    assert len(rows) == 2 and all(re.search(r"(cnn_bn|smaller) +0\.25\b", row) for row in rows), screen
+    assert len(rows) == 2 and all(re.search(r"(auto|smaller) +0\.25\b", row) for row in rows), screen
     assert not any("…" in line for line in screen), screen
 
 

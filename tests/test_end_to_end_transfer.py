@@ -3,6 +3,7 @@ features stage computes the frozen base's vectors once, and a head-only experime
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -34,14 +35,26 @@ def test_a_photo_folder_transfers_and_head_only_experiments_reuse_the_features(
     commit_params(project, params)
 
     first = run(["dvc", "exp", "run"], project, env=project_env)
-    scores = json.loads((project / "metrics/evaluate.json").read_text())
-    assert scores["preset"] == "efficientnet_lite0" and 0 <= scores["accuracy"] <= 1  # Shown by dvc exp show.
+    assert 0 <= json.loads((project / "metrics/evaluate.json").read_text())["accuracy"] <= 1
     record = json.loads((project / "data/features/features.json").read_text())
     assert record["extractor"]["base"] == "efficientnet_lite0" and record["backend"] == "tensorflow"
     assert "training the head on the features" in first.stdout + first.stderr
     resolved = json.loads((project / "models/params.json").read_text())
     assert resolved["model"] == "auto" and resolved["preset"] == "efficientnet_lite0"
     assert resolved["transfer_weights"]["file"].endswith("efficientnet-lite0-57934424.pth")
+
+    assert "efficientnet-lite0-57934424.pth" in (project / "models/model_card.md").read_text()
+
+    # The model as a DVC artifact: registered with GTO, fetched by name, it predicts on its own (no
+    # params.json beside it).
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "a transfer model"], project)
+    assert "image-classifier@v0.0.1" in run(["gto", "register", "image-classifier"], project, env=project_env).stdout
+    fetched = tmp_path / "fetched" / "classifier.keras"
+    run(["dvc", "artifacts", "get", str(project), "image-classifier", "-o", str(fetched)], tmp_path, env=project_env)
+    predicted = run([sys.executable, "-m", "refinelab", "predict", "--model", str(fetched),
+                     str(tmp_path / "photos" / "red")], tmp_path, env=project_env)
+    assert predicted.stdout.count("red_") == 12
 
     second = run(["dvc", "exp", "run", "-S", "dropout=0.1", "-S", "learning_rate=0.01"], project, env=project_env)
     log = second.stdout + second.stderr
@@ -54,4 +67,4 @@ def test_a_photo_folder_transfers_and_head_only_experiments_reuse_the_features(
     third = run(["dvc", "exp", "run", "-S", "backend=jax"], project, env=env)
     assert "Running stage 'features'" in third.stdout + third.stderr  # Another backend: computed again.
     assert json.loads((project / "data/features/features.json").read_text())["backend"] == "jax"
-    assert json.loads((project / "metrics/evaluate.json").read_text())["preset"] == "efficientnet_lite0"
+    assert json.loads((project / "models/params.json").read_text())["preset"] == "efficientnet_lite0"

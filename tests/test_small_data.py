@@ -15,7 +15,7 @@ from refinelab.params.files import read_config, write_config
 
 from helpers import ROOT
 
-STAGES = ("prepare", "augment", "train", "evaluate", "plot")
+STAGES = ("check_params", "prepare", "augment", "features", "train", "evaluate", "plot")
 # Runs a stage script as `python stages/<name>.py` would, then says whether it imported TensorFlow.
 RUN_AND_REPORT_IMPORTS = (
     "import runpy, sys; script = sys.argv[1]; sys.argv = sys.argv[1:]; runpy.run_path(script, run_name='__main__'); "
@@ -36,7 +36,7 @@ def run_stage(name: str, workdir):
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    """The five stages with the real params.yaml, only the dataset changed: (folder, stage outputs)."""
+    """Every stage with the real params.yaml, only the dataset changed: (folder, stage outputs)."""
     workdir = tmp_path_factory.mktemp("digits")
     raw = read_config(ROOT / "params.yaml")
     raw["dataset"] = "digits"
@@ -67,9 +67,12 @@ def test_the_default_model_learns_a_small_dataset_and_the_health_check_is_quiet(
 
 
 def test_only_the_stages_that_run_a_model_import_tensorflow(digits_run):
-    _, outputs = digits_run
+    workdir, outputs = digits_run
     imported = {name: "IMPORTED_TENSORFLOW=True" in result.stdout for name, result in outputs.items()}
-    assert imported == {"prepare": False, "augment": False, "train": True, "evaluate": True, "plot": False}
+    assert imported == {"check_params": False, "prepare": False, "augment": False, "features": False, "train": True,
+                        "evaluate": True, "plot": False}
+    # model: auto on digits is the CNN: no frozen base, nothing for the features stage to compute.
+    assert read(workdir, "data/features/features.json") == {"extractor": None, "why": "cnn_bn has no pretrained base"}
 
 
 def test_without_augmentation_nothing_is_copied(digits_run):

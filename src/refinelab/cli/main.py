@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from refinelab import __version__
 from refinelab.core.errors import DataError, RefinelabError
 from refinelab.core.runner import debug_requested, setup_logging
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Use and compare the models the refinelab DVC pipeline trains "
         "(the pipeline itself runs with `dvc repro` / `dvc exp run`).",
     )
+    parser.add_argument("--version", action="version", version=f"refinelab {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--debug", action="store_true",
                         help="log debug messages and show the traceback of any error (also REFINELAB_DEBUG=1)")

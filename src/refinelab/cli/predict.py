@@ -1,8 +1,8 @@
 """``refinelab predict``: classify image files with a trained model, prepared exactly as in training.
 
-The model's ``params.json`` (written beside it by the train stage) holds the class names and the
-:class:`~refinelab.prepare.images.Preprocessing` (size, colour mode, crop/pad/stretch) of its
-training data; pixel scaling is inside the model. Each file goes through
+The model file itself (or, for models saved before it carried them, the ``params.json`` the train stage
+wrote beside it) holds the class names and the :class:`~refinelab.prepare.images.Preprocessing` (size,
+colour mode, crop/pad/stretch) of its training data; pixel scaling is inside the model. Each file goes through
 :func:`~refinelab.prepare.images.load_image`, the function prepare uses for folder datasets.
 """
 
@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from refinelab.core.errors import DataError
-from refinelab.models.artifact import load_trained_model, read_record, record_path
+from refinelab.models.artifact import load_trained_model, prediction_record
 from refinelab.prepare.images import IMAGE_SUFFIXES, Preprocessing, load_image
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,15 @@ class Predictor:
 
     @classmethod
     def load(cls, model_path: str | Path) -> Predictor:
-        """The model and, from the ``params.json`` beside it, its class names and preprocessing."""
+        """The model with its class names and preprocessing (:func:`~refinelab.models.artifact.prediction_record`)."""
         model_path = Path(model_path)
         if not model_path.is_file():
             raise DataError(f"{model_path}: model file not found")
-        resolved = read_record(model_path)
+        resolved = prediction_record(model_path)
         try:
             class_names, preprocessing = resolved["class_names"], Preprocessing.from_dict(resolved["preprocessing"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{record_path(model_path)}: no usable class names and preprocessing ({exc!r})") from None
+            raise DataError(f"{model_path}: its record has no usable class names and preprocessing ({exc!r})") from None
         return cls(load_trained_model(model_path, compile=False), class_names, preprocessing)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

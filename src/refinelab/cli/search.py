@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from refinelab.core.environment import RESUME_DIR_ENV
 from refinelab.core.errors import ParamsError
+from refinelab.params.files import read_params_file
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +97,9 @@ def parse_space(raw: Any, source: str = "search space") -> list[Dimension]:
 
 def load_space(path: str | Path) -> list[Dimension]:
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = read_params_file(path)  # YAML 1.2, as DVC and params.yaml read it.
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read the search space ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
     return parse_space(raw, str(path))
 
 

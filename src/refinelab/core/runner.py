@@ -21,6 +21,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
+def on_terminal() -> bool:
+    """Whether stdout is a terminal: progress bars there; in logs and DVC's queue one line per epoch
+    (Keras' bar redraws itself with control characters, which a log file keeps)."""
+    return sys.stdout.isatty()
+
+
 # Errors of the machine, not of the code: a full disk, a read-only or forbidden folder.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 

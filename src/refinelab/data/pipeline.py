@@ -91,15 +91,16 @@ def unshuffled_order(count: int, batch_size: int, fill_last_batch: bool) -> np.n
     return order
 
 
-def predict(model: keras.Model, split: Split) -> np.ndarray:
-    """The model's outputs for the images of ``split``, in order, in batches of ``INFERENCE_BATCH``.
+def predict(model: keras.Model, split: Split, progress: bool = False) -> np.ndarray:
+    """The model's outputs for the images of ``split``, in order, in batches of ``INFERENCE_BATCH`` (with
+    Keras' progress bar when ``progress``).
 
     On JAX, a split of more than one batch has its last batch filled up (the extra outputs dropped):
     every such split then has one batch shape, and JAX compiles the prediction once, not once for each
     split's last batch. A split of one batch keeps its size (filling it could multiply the work), and
     TensorFlow's prediction takes any batch size without compiling again."""
     fill = keras.backend.backend() == "jax" and len(split) > INFERENCE_BATCH
-    outputs = model.predict(build_dataset(split, INFERENCE_BATCH, fill_last_batch=fill), verbose=0)
+    outputs = model.predict(build_dataset(split, INFERENCE_BATCH, fill_last_batch=fill), verbose=1 if progress else 0)
     return outputs[:len(split)]
 
 

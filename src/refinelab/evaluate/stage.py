@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,13 @@ import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, log_loss, top_k_accuracy_score
 
 from refinelab.core.fileio import atomic_path
+from refinelab.core.runner import on_terminal
 from refinelab.data.pipeline import predict
 from refinelab.data.store import load_meta, load_split
 from refinelab.evaluate import health
+from refinelab.features.stage import features_of_model
 from refinelab.models.artifact import load_trained_model, read_record
+from refinelab.models.builders import feature_head
 
 log = logging.getLogger(__name__)
 CALIBRATION_BINS = 15
@@ -65,7 +69,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray, class_
     }
 
 
-def evaluate(model_path: str | Path, prepared_dir: str | Path):
+def evaluate(model_path: str | Path, prepared_dir: str | Path, features_dir: str | Path | None = None):
     """Return (scoreboard metrics, detailed metrics, test probabilities, test labels, health findings).
 
     Train accuracy is measured on the prepared (un-augmented) training split: next to the test
@@ -75,12 +79,19 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path):
     record = read_record(model_path)
     meta = load_meta(prepared_dir)
     class_names = meta["class_names"]
+    progress = on_terminal()
     train = load_split(prepared_dir, "train")
-    train_probabilities = predict(model, train)
     validation = load_split(prepared_dir, "validation")
-    validation_accuracy = float(accuracy_score(validation.labels, predict(model, validation).argmax(1)))
+    features = features_of_model(features_dir, record, len(train)) if features_dir else None
+    if features:  # A frozen base's vectors, made once: its head alone scores the training and validation images.
+        log.info("training and validation accuracy from the features in %s", features_dir)
+        scorer, train, validation = feature_head(model), features.clean_train, features.validation
+    else:
+        scorer = model
+    train_probabilities = predict(scorer, train, progress)
+    validation_accuracy = float(accuracy_score(validation.labels, predict(scorer, validation, progress).argmax(1)))
     test = load_split(prepared_dir, "test")
-    probabilities = predict(model, test)
+    probabilities = predict(model, test, progress)
     test_metrics = classification_metrics(test.labels, probabilities, class_names)
     train_accuracy = float(accuracy_score(train.labels, train_probabilities.argmax(1)))
     training = record.get("training", {})
@@ -112,15 +123,13 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path):
     codes = list(dict.fromkeys([*training.get("health", []), *(finding.code for finding in findings)]))
     log.info("test accuracy %.4f (train %.4f)", test_metrics["accuracy"], train_accuracy)
     details["health"] = codes
-    board = scoreboard(details, model.count_params(), record.get("preset"))
-    return board, details, probabilities, test.labels, findings
+    return scoreboard(details, model.count_params()), details, probabilities, test.labels, findings
 
 
-def scoreboard(details: dict[str, Any], parameters: int, preset: str | None = None) -> dict[str, Any]:
+def scoreboard(details: dict[str, Any], parameters: int) -> dict[str, Any]:
     """The numbers a reviewer compares, one flat file for ``dvc exp show`` and ``dvc metrics diff``:
     short unique names, 4 decimals, the most compared first (``details`` keeps full precision and
-    the per-class scores); first the architecture preset the model was built from, which ``model: auto``
-    leaves to the dataset."""
+    the per-class scores)."""
     test = details["test"]
     # Names short enough that a 160-column terminal shows these and the params a study varies
     # (f1 is the macro average; top5 only with more than 5 classes).
@@ -135,7 +144,6 @@ def scoreboard(details: dict[str, Any], parameters: int, preset: str | None = No
         metrics[f"top{TOP_K}"] = test[f"top_{TOP_K}_accuracy"]
     metrics["ece"] = test["expected_calibration_error"]
     return {
-        **({"preset": preset} if preset else {}),
         **{name: round(float(value), 4) for name, value in metrics.items()},
         "params": int(parameters),
         # The health check's warnings (0: healthy); their codes are in the details and the stage logs.
@@ -151,3 +159,34 @@ def write_confusion_csv(path: str | Path, labels: np.ndarray, probabilities: np.
         writer.writerow(["actual", "predicted"])
         writer.writerows((class_names[a], class_names[p]) for a, p in zip(labels, predicted))
 
+
+def model_card(record: dict[str, Any], meta: dict[str, Any], metrics: dict[str, Any], details: dict[str, Any]) -> str:
+    """A short Markdown card for the model: what it was trained on and how, what it scored, its health,
+    and the weights it transferred from."""
+    architecture = record.get("architecture", {})
+    weights = record.get("transfer_weights")
+    source = meta.get("source") or {}
+    lines = [
+        f"# Model card: {record.get('preset', record.get('model'))}",
+        "",
+        "Written by refinelab's evaluate stage beside `model.keras`; the file itself carries its class names "
+        "and preprocessing (`refinelab predict --model <file> <images>`).",
+        "",
+        "## Data",
+        f"- dataset: `{meta.get('dataset')}`" + (f" from `{source['location']}`" if source.get("location") else ""),
+        f"- classes ({len(meta['class_names'])}): {', '.join(meta['class_names'])}",
+        f"- images per split: {', '.join(f'{name} {count}' for name, count in (meta.get('counts') or {}).items())}",
+        f"- input: {'x'.join(map(str, meta['image_shape']))}, preprocessing {json.dumps(meta.get('preprocessing'))}",
+        "",
+        "## Training",
+        f"- architecture: `{architecture.get('type')}` {json.dumps({k: v for k, v in architecture.items() if k != 'type'})}",
+        f"- params: " + ", ".join(f"{key} {record[key]}" for key in ("model", "epochs", "batch_size", "learning_rate",
+                                                                      "dropout", "l2", "seed", "backend") if key in record),
+        f"- transferred from: `{weights['file']}` (sha256 `{weights['sha256']}`)" if weights else "- trained from scratch",
+        "",
+        "## Results (metrics/evaluate.json: accuracy, loss, f1 and ece on the test set)",
+        *(f"- {key}: {value}" for key, value in metrics.items()),
+        f"- health: {', '.join(details['health']) or 'ok'}",
+        "",
+    ]
+    return "\n".join(lines)

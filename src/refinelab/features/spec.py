@@ -33,5 +33,7 @@ def frozen_features(params: Params) -> dict[str, Any]:
     elif params.train.distribute != "none":
         why = f"train.distribute: {params.train.distribute} trains the whole model across devices"
     else:
-        return {"extractor": spec.model_dump(mode="json", include=set(EXTRACTOR_KEYS)), "backend": params.backend}
+        # The keys the preset (and arch:) set, as set: validated again, they give back the same spec.
+        extractor = spec.model_dump(mode="json", include=set(EXTRACTOR_KEYS), exclude_unset=True)
+        return {"extractor": {"type": spec.type, **extractor}, "backend": params.backend}
     return {"extractor": None, "why": why}

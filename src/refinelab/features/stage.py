@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from refinelab.core.fileio import atomic_dir, read_json, write_json
+from refinelab.core.runner import on_terminal
 from refinelab.data.store import Split, load_meta, load_split, load_training_set, training_set_source
 from refinelab.features.spec import frozen_features
 from refinelab.params.schema import Params, TransferSpec
@@ -47,7 +48,7 @@ def compute_features(spec_path: str | Path, train_dir: str | Path, prepared_dir:
         counts = {}
         for name, split in splits.items():
             started = time.perf_counter()
-            vectors = predict(extractor, split).astype(np.float32)
+            vectors = predict(extractor, split, progress=on_terminal()).astype(np.float32)
             np.save(folder / f"{name}_images.npy", vectors)
             np.save(folder / f"{name}_labels.npy", np.asarray(split.labels, dtype=np.int64))
             counts[name] = len(split)
@@ -65,6 +66,27 @@ class Features:
     train: Split
     validation: Split
     clean_train: Split  # The prepared training images' (the training set's when it holds no copies).
+
+
+def features_of_model(features_dir: str | Path, record: dict[str, Any], prepared_train: int) -> Features | None:
+    """The features stage's vectors when they were made by this trained model's base (its ``params.json``
+    ``record``) from the ``prepared_train`` prepared training images; None otherwise. Evaluate scores the
+    training and validation images on them: the test images always go through the whole model."""
+    folder = Path(features_dir)
+    try:
+        made = read_json(folder / RECORD_FILE)
+    except FileNotFoundError:
+        return None
+    if made.get("extractor") is None or made.get("backend") != record.get("backend"):
+        return None
+    architecture = record.get("architecture", {})
+    images = made.get("images", {})
+    clean = images.get("clean_train", images.get("train"))
+    if {key: architecture.get(key) for key in made["extractor"]} != made["extractor"] or clean != prepared_train:
+        return None
+    train = load_split(folder, "train")
+    return Features(train, load_split(folder, "validation"),
+                    load_split(folder, "clean_train") if "clean_train" in images else train)
 
 
 def load_features(features_dir: str | Path, params: Params, train_images: int) -> Features | None:
@@ -85,5 +107,7 @@ def load_features(features_dir: str | Path, params: Params, train_images: int) -
         return None
     train = load_split(folder, "train")
     clean = load_split(folder, "clean_train") if "clean_train" in record["images"] else train
-    log.info("training the head on the features in %s (%s), not recomputed", folder, wanted["extractor"]["base"])
+    extractor = wanted["extractor"]
+    log.info("training the head on the features in %s (%s), not recomputed", folder,
+             extractor.get("base") or extractor.get("weights"))
     return Features(train, load_split(folder, "validation"), clean)

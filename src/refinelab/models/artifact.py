@@ -1,6 +1,10 @@
 """The trained model as the pipeline hands it on: ``model.keras`` and, beside it, ``params.json`` (the
 train stage's resolved params, class names, image shape and preprocessing). The train stage saves both
 here; evaluate, ``refinelab predict`` and transfer from a refinelab model load them here.
+
+What prediction needs (class names, input shape, colour mode, resize mode, backend, preset) is also
+written into the ``.keras`` archive itself (``refinelab.json``, an entry Keras ignores), so a model file
+copied anywhere, or fetched with ``dvc artifacts get``, predicts on its own.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESOLVED_PARAMS_FILE = "params.json"  # Beside the model.
+EMBEDDED_RECORD = "refinelab.json"  # Inside the .keras archive.
+# The part of the record prediction needs.
+PREDICTION_KEYS = ("class_names", "image_shape", "preprocessing", "backend", "preset")
 # Keras is imported where a model is saved or loaded, not with this module: the backend a model was
 # trained with (trained_backend) is read before Keras is imported, to choose Keras' backend.
 
@@ -37,12 +44,31 @@ def read_record(model_path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: missing; the train stage writes it beside the model") from None
 
 
+def embedded_record(model_path: str | Path) -> dict[str, Any] | None:
+    """What prediction needs, from inside the ``.keras`` file; None for a model saved without it, or a file
+    that is no zip archive (loading the model names that problem)."""
+    try:
+        with zipfile.ZipFile(model_path) as archive:
+            return json.loads(archive.read(EMBEDDED_RECORD))
+    except (KeyError, OSError, zipfile.BadZipFile):
+        return None
+    except ValueError as exc:
+        raise DataError(f"{model_path}: {EMBEDDED_RECORD} inside it is not JSON ({exc})") from None
+
+
+def prediction_record(model_path: str | Path) -> dict[str, Any]:
+    """Class names, preprocessing and backend: from inside the model file, else from ``params.json`` beside
+    it (models saved before the record travelled with them)."""
+    embedded = embedded_record(model_path)
+    return embedded if embedded is not None else read_record(model_path)
+
+
 def trained_backend(model_path: str | Path) -> str:
-    """The Keras backend a refinelab model was trained with (its resolved params, saved beside it);
+    """The Keras backend a refinelab model was trained with (its record, in the model file or beside it);
     tensorflow for a model from elsewhere. The .keras file itself is the same for every backend."""
     try:
-        resolved = json.loads(record_path(model_path).read_text())
-    except (OSError, ValueError):
+        resolved = prediction_record(model_path)
+    except (DataError, OSError, ValueError):
         return "tensorflow"
     return resolved.get("backend", "tensorflow") if isinstance(resolved, dict) else "tensorflow"
 
@@ -65,9 +91,10 @@ def renumber_shared_objects(node: Any, numbers: dict[int, int]) -> Any:
     return node
 
 
-def make_reproducible(archive: Path) -> None:
+def make_reproducible(archive: Path, record: dict[str, Any]) -> None:
     """Rewrite a .keras archive without its save time and memory addresses, so that the same training
-    gives the same bytes (and `dvc.lock` does not change when a run is repeated)."""
+    gives the same bytes (and `dvc.lock` does not change when a run is repeated), with ``record`` (what
+    prediction needs) added as :data:`EMBEDDED_RECORD`."""
     with zipfile.ZipFile(archive) as source:
         entries = [(info, source.read(info)) for info in source.infolist()]
     with zipfile.ZipFile(archive, "w") as target:
@@ -81,13 +108,16 @@ def make_reproducible(archive: Path) -> None:
             stable = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
             stable.compress_type, stable.external_attr = info.compress_type, info.external_attr
             target.writestr(stable, content)
+        embedded = zipfile.ZipInfo(EMBEDDED_RECORD, date_time=ZIP_EPOCH)
+        embedded.compress_type = zipfile.ZIP_DEFLATED
+        target.writestr(embedded, json.dumps(record, indent=2, sort_keys=True))
 
 
 def save_model(model: keras.Model, model_path: str | Path, resolved: dict[str, Any]) -> None:
     model_path = Path(model_path)
     with atomic_path(model_path) as temporary:
         model.save(temporary)
-        make_reproducible(temporary)
+        make_reproducible(temporary, {key: resolved[key] for key in PREDICTION_KEYS if key in resolved})
     write_json(record_path(model_path), resolved)
     log.info("saved %s", model_path)
 

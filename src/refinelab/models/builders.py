@@ -366,8 +366,16 @@ def build_extractor(spec: TransferSpec, input_shape: Sequence[int]) -> keras.Mod
 def feature_head(model: keras.Model) -> keras.Model:
     """A transfer model's head as a model of its own: feature vectors in, class probabilities out. It
     shares its layers with ``model``: training it trains the model's head."""
-    pooling = next(layer for layer in model.layers if layer.name in POOLING_LAYERS.values())
-    return keras.Model(pooling.output, model.output, name=f"{model.name}_head")
+    # Where the head begins: the pooling of the base's feature map, or the base itself where its output is
+    # already a vector (a model refinelab trained).
+    # (A nested model's own .output is in its graph, not this one: the next layer's input is.)
+    pooling = [layer for layer in model.layers if layer.name in POOLING_LAYERS.values()]
+    if pooling:
+        boundary = pooling[0].output
+    else:
+        names = [layer.name for layer in model.layers]
+        boundary = model.layers[names.index(BASE_MODEL_NAME) + 1].input
+    return keras.Model(boundary, model.output, name=f"{model.name}_head")
 
 
 def build_model(

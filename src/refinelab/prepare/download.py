@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import shutil
 import tarfile
 import urllib.error
 import urllib.parse
@@ -17,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from refinelab.core.errors import DataError
 from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, file_digest, write_json
+from refinelab.core.runner import on_terminal
 from refinelab.prepare.idx import read_bytes
 
 log = logging.getLogger(__name__)
@@ -88,9 +90,14 @@ def open_url(url: str, known: dict[str, str] | None = None) -> Iterator[tuple[An
 
 def save_response(url: str, response: Any, destination: Path) -> None:
     log.info("downloading %s", url)
+    size = response.headers.get("Content-Length") if hasattr(response, "headers") else None
     try:
-        with open(destination, "wb") as out:
-            shutil.copyfileobj(response, out, CHUNK)
+        with open(destination, "wb") as out, tqdm(total=int(size) if size and size.isdigit() else None, unit="B",
+                                                  unit_scale=True, desc=destination.name, disable=not on_terminal(),
+                                                  leave=False) as progress:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                progress.update(len(chunk))
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise DataError(f"could not download {url}: {exc}") from None
 

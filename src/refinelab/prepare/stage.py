@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from tqdm import tqdm
 
 from refinelab.core.errors import DataError
 from refinelab.core.fileio import atomic_dir, write_json
+from refinelab.core.runner import on_terminal
 from refinelab.data.store import SPLITS, SplitWriter, load_split, save_meta
 from refinelab.params.schema import Params
 from refinelab.prepare.images import Preprocessing, convert_array, open_image, read_header, to_model_input
@@ -173,7 +175,9 @@ def write_split(
                 batch = slice(start, start + ARRAY_BATCH)
                 writer.append(apply_preprocessing(split.images[batch], preprocessing), split.labels[batch])
             return bad_images
-        for path, label in zip(split.files, split.labels):
+        files = zip(split.files, split.labels)
+        for path, label in tqdm(files, total=len(split.files), desc=f"decoding {name}", unit="image",
+                                disable=not on_terminal(), leave=False):
             try:
                 image = open_image(path)
             except DataError as exc:

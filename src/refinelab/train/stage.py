@@ -21,6 +21,7 @@ from refinelab.augment.ops import online_augmenter
 from refinelab.core.environment import RESUME_DIR_ENV, THREADS_ENV
 from refinelab.core.errors import ParamsError
 from refinelab.core.fileio import write_json
+from refinelab.core.runner import on_terminal
 from refinelab.data.pipeline import (
     INFERENCE_BATCH,
     SplitBatches,
@@ -435,7 +436,7 @@ def fit_phases(
             + (backup.callbacks(live_dir) if backup else []),
             class_weight=data.weights if distribution.task is None else None,  # Else in train_data.
             shuffle=False,  # The pipeline shuffles, seeded.
-            verbose=2,
+            verbose=1 if on_terminal() else 2,
         )
 
 
