@@ -9,6 +9,7 @@ preprocesses and writes the prepared arrays.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import urllib.parse
@@ -21,15 +22,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from refinelab.core.errors import DataError, ParamsError
+from refinelab.core.fileio import file_digest
 from refinelab.core.registry import Registry
 from refinelab.params.names import DATASETS as DATASET_NAMES
-from refinelab.prepare.download import PublishedFile, fetch, file_digest, is_url, locate
+from refinelab.prepare.download import PublishedFile, fetch, is_url, locate
 from refinelab.prepare.idx import read_idx
 from refinelab.prepare.images import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:
     from refinelab.params.schema import Params
 
+log = logging.getLogger(__name__)
 MIRROR_ENV = "REFINELAB_DATA_MIRROR"
 KERAS_CACHE = Path.home() / ".keras" / "datasets"
 
@@ -297,6 +300,8 @@ def located(location: str | None, sha256: str | None, section: str) -> tuple[Pat
 
 
 # The params naming a dataset's files or folders, for the datasets that have them.
+# Where the user's own datasets live: a dependency of the prepare stage (dvc.yaml), so DVC sees their files.
+RAW_DATA = Path("data/raw")
 LOCATION_KEYS = {"h5": ("train", "test"), "image_folder": ("path",), "filename_labels": ("path",)}
 
 
@@ -304,7 +309,9 @@ def check_locations(params: Params) -> None:
     """The chosen dataset's files and folders given by absolute path (or file:// URL) exist: the
     check_params stage looks before DVC deletes any output, prepare would only after. A relative path is
     left to prepare: it names a place in the workspace, and DVC's queue runs experiments in a copy of the
-    workspace without its untracked files, where prepare, if its inputs did not change, need not read it."""
+    workspace without its untracked files, where prepare, if its inputs did not change, need not read it.
+    A location outside ``data/raw/`` (the prepare stage's data dependency) is named in a warning: DVC
+    cannot see its files change."""
     section = getattr(params, params.dataset, None)
     for key in LOCATION_KEYS.get(params.dataset, ()):
         location = getattr(section, key)
@@ -313,6 +320,11 @@ def check_locations(params: Params) -> None:
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path)) if is_url(location) else Path(location)
         if path.is_absolute() and not path.exists():
             raise ParamsError(f"datasets.yaml: {params.dataset}.{key}: {location}: no such file or folder")
+        if not path.resolve().is_relative_to(RAW_DATA.resolve()):
+            log.warning(
+                "datasets.yaml: %s.%s: %s is outside %s/, the folder DVC watches for prepare: a change to its files "
+                "will not re-run prepare. Bring it in with `dvc import-url %s %s/<name>` (or copy it there and "
+                "`dvc add` it)", params.dataset, key, location, RAW_DATA, location, RAW_DATA)
 
 
 # Folder names of a pre-split tree (the first one present is used).
