@@ -82,10 +82,17 @@ def test_the_head_trained_on_cached_features_equals_the_head_trained_on_images(t
 
 
 def test_features_made_for_another_base_are_not_used(tmp_path, caplog):
-    from refinelab.features.stage import RECORD_FILE, load_features
+    from refinelab.features.stage import RECORD_FILE, data_key, load_features
 
-    write_json(tmp_path / RECORD_FILE, {"extractor": {"base": "vgg16"}, "backend": "tensorflow", "images": {"train": 5}})
+    prepared = write_prepared(tmp_path / "prepared", (8, 8, 3), 2, counts=(6, 4, 4))
+    spec = frozen_features(lite0_params())
+    record = {**spec, "images": {"train": 6, "validation": 4}, "training_set": data_key(prepared, prepared)}
+    write_json(tmp_path / RECORD_FILE, {**record, "extractor": {"base": "vgg16"}})
     with caplog.at_level("WARNING"):
-        assert load_features(tmp_path, lite0_params(), 5) is None
+        assert load_features(tmp_path, lite0_params(), prepared, prepared, 6) is None
     assert "computed for another base or training set" in caplog.text
-    assert load_features(tmp_path, lite0_params(model="cnn_bn"), 5) is None  # No frozen base: nothing to look for.
+    # Made for this base, but from other data (another seed's split, say): not used either.
+    write_json(tmp_path / RECORD_FILE, {**record, "training_set": "another"})
+    assert load_features(tmp_path, lite0_params(), prepared, prepared, 6) is None
+    # No frozen base: nothing to look for.
+    assert load_features(tmp_path, lite0_params(model="cnn_bn"), prepared, prepared, 6) is None

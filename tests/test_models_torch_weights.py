@@ -216,3 +216,26 @@ def test_refuses_non_torch_file(tmp_path):
     path.write_bytes(pickle.dumps(12345, 2))
     with pytest.raises(DataError, match="not a torch weights file"):
         read_torch_file(path)
+
+
+def test_refuses_a_stride_zero_size_bomb(tmp_path):
+    """A tensor of 10**9 elements over one stored float (stride 0) would allocate 4 GB from a few bytes."""
+    entries = {"w": _tensor(_float_pid("0", 1), 0, (10**9,), (0,))}
+    path = _write_legacy(tmp_path / "bomb.pth", ODict(entries), {"0": np.zeros(1, np.float32)})
+    with pytest.raises(DataError, match="more than its storage") as info:
+        read_torch_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_pickle_may_not_fill_a_stand_in(tmp_path):
+    """BUILD on a storage type would write into the shared stand-in past frozen=True."""
+    state = b"}" + _emit("dtype") + _emit("int64") + b"s"  # {"dtype": "int64"}, opcode by opcode.
+    payload = b"\x80\x02" + _emit(Global("torch", "FloatStorage")) + state + b"b."
+    path = tmp_path / "build.pth"
+    path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, 2) + pickle.dumps(1001, 2) + payload)
+    with pytest.raises(DataError, match="may not set the state of StorageType") as info:
+        read_torch_file(path)
+    assert str(path) in str(info.value)
+    entries, storages, expected = _layout_case()
+    tensors = read_torch_file(_write_legacy(tmp_path / "ok.pth", ODict(entries), storages))
+    assert tensors["plain"].dtype == np.float32  # The shared stand-in is as it was.

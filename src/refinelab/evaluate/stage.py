@@ -82,7 +82,7 @@ def evaluate(model_path: str | Path, prepared_dir: str | Path, features_dir: str
     progress = on_terminal()
     train = load_split(prepared_dir, "train")
     validation = load_split(prepared_dir, "validation")
-    features = features_of_model(features_dir, record, len(train)) if features_dir else None
+    features = features_of_model(features_dir, record, prepared_dir, len(train)) if features_dir else None
     if features:  # A frozen base's vectors, made once: its head alone scores the training and validation images.
         log.info("training and validation accuracy from the features in %s", features_dir)
         scorer, train, validation = feature_head(model), features.clean_train, features.validation

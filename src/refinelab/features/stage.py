@@ -10,6 +10,7 @@ re-estimate reads). :func:`load_features` is train's side.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -20,13 +21,36 @@ import numpy as np
 
 from refinelab.core.fileio import atomic_dir, read_json, write_json
 from refinelab.core.runner import on_terminal
-from refinelab.data.store import Split, load_meta, load_split, load_training_set, training_set_source
+from refinelab.data.store import (
+    META_FILE,
+    TRAINING_SET_FILE,
+    Split,
+    load_meta,
+    load_split,
+    load_training_set,
+    training_set_source,
+)
 from refinelab.features.spec import frozen_features
 from refinelab.params.schema import Params, TransferSpec
 
 log = logging.getLogger(__name__)
 
 RECORD_FILE = "features.json"
+
+
+def data_key(prepared_dir: str | Path, train_dir: str | Path | None = None) -> str:
+    """What identifies the images the vectors were made from, cheaply (the arrays themselves are not read):
+    prepare's meta.json (dataset, source files' checksum, counts) and the labels of the split, which follow
+    the seed; with ``train_dir``, also augment's choice of training set and its labels."""
+    digest = hashlib.sha256()
+    parts = [Path(prepared_dir) / META_FILE, Path(prepared_dir) / "train_labels.npy",
+             Path(prepared_dir) / "validation_labels.npy"]
+    if train_dir is not None:
+        parts += [Path(train_dir) / TRAINING_SET_FILE, Path(train_dir) / "train_labels.npy"]
+    for part in parts:
+        digest.update(part.name.encode())
+        digest.update(part.read_bytes() if part.is_file() else b"-")
+    return digest.hexdigest()
 
 
 def compute_features(spec_path: str | Path, train_dir: str | Path, prepared_dir: str | Path,
@@ -54,7 +78,8 @@ def compute_features(spec_path: str | Path, train_dir: str | Path, prepared_dir:
             counts[name] = len(split)
             log.info("features of %d %s images (%d values each) in %.1f s", len(split), name, vectors.shape[-1],
                      time.perf_counter() - started)
-        record = {**spec, "images": counts}
+        record = {**spec, "images": counts, "prepared": data_key(prepared_dir),
+                  "training_set": data_key(prepared_dir, train_dir)}
         write_json(folder / RECORD_FILE, record)
     return record
 
@@ -68,7 +93,8 @@ class Features:
     clean_train: Split  # The prepared training images' (the training set's when it holds no copies).
 
 
-def features_of_model(features_dir: str | Path, record: dict[str, Any], prepared_train: int) -> Features | None:
+def features_of_model(features_dir: str | Path, record: dict[str, Any], prepared_dir: str | Path,
+                      prepared_train: int) -> Features | None:
     """The features stage's vectors when they were made by this trained model's base (its ``params.json``
     ``record``) from the ``prepared_train`` prepared training images; None otherwise. Evaluate scores the
     training and validation images on them: the test images always go through the whole model."""
@@ -84,12 +110,15 @@ def features_of_model(features_dir: str | Path, record: dict[str, Any], prepared
     clean = images.get("clean_train", images.get("train"))
     if {key: architecture.get(key) for key in made["extractor"]} != made["extractor"] or clean != prepared_train:
         return None
+    if made.get("prepared") != data_key(prepared_dir):
+        return None  # Made from other prepared data (run outside DVC's order).
     train = load_split(folder, "train")
     return Features(train, load_split(folder, "validation"),
                     load_split(folder, "clean_train") if "clean_train" in images else train)
 
 
-def load_features(features_dir: str | Path, params: Params, train_images: int) -> Features | None:
+def load_features(features_dir: str | Path, params: Params, train_dir: str | Path, prepared_dir: str | Path,
+                  train_images: int) -> Features | None:
     """The features stage's vectors when they were made for ``params``' extractor and the current
     training set of ``train_images`` images; None (train runs the base on every batch) otherwise."""
     wanted = frozen_features(params)
@@ -101,7 +130,9 @@ def load_features(features_dir: str | Path, params: Params, train_images: int) -
     except FileNotFoundError:
         log.warning("%s: missing; the base runs on every batch (the features stage computes it once)", folder)
         return None
-    if {key: record.get(key) for key in wanted} != wanted or record["images"]["train"] != train_images:
+    current = record.get("images", {}).get("train") == train_images and \
+        record.get("training_set") == data_key(prepared_dir, train_dir)
+    if {key: record.get(key) for key in wanted} != wanted or not current:
         log.warning("%s was computed for another base or training set; the base runs on every batch (dvc repro "
                     "runs the features stage first)", folder)
         return None

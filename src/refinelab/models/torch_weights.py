@@ -57,8 +57,16 @@ _STORAGE_DTYPES = {
 }
 
 
+class _Sealed:
+    """A stand-in a pickle may create but not fill: pickle's BUILD opcode would otherwise write into its
+    ``__dict__`` past ``frozen=True`` (and change a shared stand-in for every later read)."""
+
+    def __setstate__(self, state):
+        raise ValueError(f"a weights file may not set the state of {type(self).__name__.lstrip('_')}")
+
+
 @dataclass(frozen=True)
-class _StorageType:
+class _StorageType(_Sealed):
     """Stand-in for ``torch.<X>Storage``: only its element dtype matters."""
 
     name: str
@@ -66,7 +74,7 @@ class _StorageType:
 
 
 @dataclass(frozen=True)
-class _StorageRef:
+class _StorageRef(_Sealed):
     """A (view of a) storage: ``numel`` elements from ``offset`` of root ``key``."""
 
     key: str
@@ -76,7 +84,7 @@ class _StorageRef:
 
 
 @dataclass(frozen=True)
-class _TensorRef:
+class _TensorRef(_Sealed):
     """A tensor whose storage bytes may not have been read yet (legacy format)."""
 
     storage: _StorageRef
@@ -309,7 +317,13 @@ def _materialise(ref: _TensorRef, root: np.ndarray, path: Path, name: str) -> np
     if not (_is_count(offset) and len(shape) == len(stride) and all(_is_count(n) for n in shape + stride)):
         raise DataError(f"{path}: tensor {name!r} has invalid layout {shape}/{stride}/{offset}")
     storage = root[ref.storage.offset : ref.storage.offset + ref.storage.numel]
+    # A weights tensor repeats no element: more elements than its storage holds (stride 0 over a huge
+    # shape) would make a few bytes of file allocate any amount of memory.
+    if math.prod(shape) > storage.size:
+        raise DataError(f"{path}: tensor {name!r} has {math.prod(shape)} elements, more than its storage's {storage.size}")
     if math.prod(shape) == 0:
+        if len(shape) > 32 or any(n > storage.size for n in shape):
+            raise DataError(f"{path}: tensor {name!r} has an empty shape of absurd size {shape}")
         return np.zeros(shape, dtype=storage.dtype)
     # Index of the last element the strides can reach must lie inside the storage.
     last = offset + sum((n - 1) * s for n, s in zip(shape, stride))

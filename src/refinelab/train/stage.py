@@ -454,7 +454,7 @@ def fit_and_save(
     meta = load_meta(prepared_dir)
     train_split = load_training_set(train_dir, prepared_dir)
     validation_split = load_split(prepared_dir, "validation")
-    features = load_features(features_dir, params, len(train_split)) if features_dir else None
+    features = load_features(features_dir, params, train_dir, prepared_dir, len(train_split)) if features_dir else None
     data_dirs = (train_dir, prepared_dir) + ((features_dir,) if features else ())
     phases = training_phases(params)
     until = params.train.until_epoch or params.epochs
