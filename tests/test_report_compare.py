@@ -350,3 +350,12 @@ def test_pull_request_report_keeps_the_metrics_diff_whole_and_folds_per_class_sc
     assert f"| Bag | {ABSENT} → 0.5000 | {ABSENT} → 0.5000 | {ABSENT} → 0.5000 |" in folded
     assert f"{ABSENT}: no `metrics/test_details.json` for `main`." in folded
     assert "](report_learning_curves.png)" in markdown and (tmp_path / "report_learning_curves.png").is_file()
+
+
+def test_a_diff_table_with_no_row_is_nothing():
+    """`dvc params diff --md` prints a header when nothing differs: the report then says so in words."""
+    from refinelab.report.compare import rows_or_nothing
+
+    assert rows_or_nothing("| Path   | Param   | HEAD   | workspace   | Change   |\n|--------|---------|--------|---|---|\n\n") == ""
+    table = "| Path | Param |\n|---|---|\n| params.yaml | dropout |"
+    assert rows_or_nothing(table + "\n") == table

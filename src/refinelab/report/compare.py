@@ -327,11 +327,17 @@ def compare(repo: Path, wanted: list[str], output: Path, all_commits: bool = Fal
     return text
 
 
+def rows_or_nothing(markdown_table: str) -> str:
+    """A ``dvc ... diff --md`` table, or "" when it has no row (DVC prints the header even then)."""
+    lines = [line for line in markdown_table.strip().splitlines() if line.strip()]
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def pull_request_report(repo: Path, base: str, output: Path) -> str:
     """The Markdown a pull request gets: params and metrics diff against ``base``, per-class scores
     (folded), learning curves and the test-set figures."""
-    params_diff = dvc(["params", "diff", base, "--md"], repo).strip()
-    metrics_diff = dvc(["metrics", "diff", base, "--md"], repo).strip()
+    params_diff = rows_or_nothing(dvc(["params", "diff", base, "--md"], repo))
+    metrics_diff = rows_or_nothing(dvc(["metrics", "diff", base, "--md"], repo))
     figure = output.with_name(f"{output.stem}_learning_curves.png")
     runs = [Run(name=base, rev=base), Run(name="this change", rev=WORKSPACE)]
     write_learning_curves(repo, runs, figure)
