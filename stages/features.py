@@ -18,10 +18,9 @@ def main() -> None:
     parser.add_argument("out_dir", help="folder for the features (data/features)")
     args = parser.parse_args()
     from refinelab.core.backend import select_backend
-    from refinelab.core.fileio import read_json
+    from refinelab.features.stage import compute_features, read_spec  # Keras is imported only to compute.
 
-    select_backend(read_json(args.spec_file).get("backend") or "tensorflow")  # Before Keras is imported.
-    from refinelab.features.stage import compute_features
+    select_backend(read_spec(args.spec_file).get("backend") or "tensorflow")  # Before Keras is imported.
 
     compute_features(args.spec_file, args.train_dir, args.prepared_dir, args.out_dir)
 

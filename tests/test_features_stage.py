@@ -96,3 +96,18 @@ def test_features_made_for_another_base_are_not_used(tmp_path, caplog):
     assert load_features(tmp_path, lite0_params(), prepared, prepared, 6) is None
     # No frozen base: nothing to look for.
     assert load_features(tmp_path, lite0_params(model="cnn_bn"), prepared, prepared, 6) is None
+
+
+def test_a_missing_or_damaged_spec_or_record_is_named_not_a_traceback(tmp_path, caplog):
+    from refinelab.core.errors import DataError
+    from refinelab.features.stage import RECORD_FILE, compute_features, load_features
+
+    with pytest.raises(DataError, match=r"spec.json: missing; the check_params stage writes it"):
+        compute_features(tmp_path / "spec.json", tmp_path, tmp_path, tmp_path / "features")
+    (tmp_path / "spec.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"spec.json: not JSON"):
+        compute_features(tmp_path / "spec.json", tmp_path, tmp_path, tmp_path / "features")
+    (tmp_path / RECORD_FILE).write_text("{truncated")
+    with caplog.at_level("WARNING"):
+        assert load_features(tmp_path, lite0_params(), tmp_path, tmp_path, 6) is None
+    assert f"{tmp_path / RECORD_FILE}: not JSON" in caplog.text

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from refinelab.core.errors import DataError
 from refinelab.core.fileio import atomic_dir, read_json, write_json
 from refinelab.core.runner import on_terminal
 from refinelab.data.store import (
@@ -53,10 +54,35 @@ def data_key(prepared_dir: str | Path, train_dir: str | Path | None = None) -> s
     return digest.hexdigest()
 
 
+def read_spec(spec_path: str | Path) -> dict[str, Any]:
+    """The spec check_params wrote; missing or unreadable is a :class:`DataError` naming the file."""
+    try:
+        spec = read_json(spec_path)
+    except FileNotFoundError:
+        raise DataError(f"{spec_path}: missing; the check_params stage writes it (dvc repro runs it first)") from None
+    except ValueError as exc:
+        raise DataError(f"{spec_path}: not JSON ({exc}); run the check_params stage again") from None
+    if not isinstance(spec, dict) or "extractor" not in spec:
+        raise DataError(f"{spec_path}: not a features spec (no extractor key); run the check_params stage again")
+    return spec
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The features stage's record in ``folder``; None (and a warning when it is damaged) otherwise."""
+    try:
+        record = read_json(folder / RECORD_FILE)
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        log.warning("%s: not JSON (%s); the features in %s are not used", folder / RECORD_FILE, exc, folder)
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def compute_features(spec_path: str | Path, train_dir: str | Path, prepared_dir: str | Path,
                      out_dir: str | Path) -> dict[str, Any]:
     """Write ``out_dir`` for the spec check_params wrote (``spec_path``); return its record."""
-    spec = read_json(spec_path)
+    spec = read_spec(spec_path)
     with atomic_dir(out_dir) as folder:
         if spec.get("extractor") is None:
             log.info("no features to compute: %s", spec.get("why"))
@@ -99,11 +125,8 @@ def features_of_model(features_dir: str | Path, record: dict[str, Any], prepared
     ``record``) from the ``prepared_train`` prepared training images; None otherwise. Evaluate scores the
     training and validation images on them: the test images always go through the whole model."""
     folder = Path(features_dir)
-    try:
-        made = read_json(folder / RECORD_FILE)
-    except FileNotFoundError:
-        return None
-    if made.get("extractor") is None or made.get("backend") != record.get("backend"):
+    made = read_record(folder)
+    if made is None or made.get("extractor") is None or made.get("backend") != record.get("backend"):
         return None
     architecture = record.get("architecture", {})
     images = made.get("images", {})
@@ -125,10 +148,9 @@ def load_features(features_dir: str | Path, params: Params, train_dir: str | Pat
     if wanted["extractor"] is None:
         return None
     folder = Path(features_dir)
-    try:
-        record = read_json(folder / RECORD_FILE)
-    except FileNotFoundError:
-        log.warning("%s: missing; the base runs on every batch (the features stage computes it once)", folder)
+    record = read_record(folder)
+    if record is None:
+        log.warning("%s: no features; the base runs on every batch (the features stage computes them once)", folder)
         return None
     current = record.get("images", {}).get("train") == train_images and \
         record.get("training_set") == data_key(prepared_dir, train_dir)

@@ -269,7 +269,8 @@ def transfer_weights(spec: ArchitectureSpec) -> dict[str, str] | None:
     else:
         # Keras checked the file against the hash it publishes for it (where it publishes one) when it got it.
         path = keras_cache_dir() / TRANSFER_BASES.get(spec.base)(spec.input_size).weights_file
-    return {"file": str(path), "sha256": file_digest(path)}
+    # None: the file is no longer where it was loaded from (another KERAS_HOME); the run is not stopped for it.
+    return {"file": str(path), "sha256": file_digest(path) if path.is_file() else None}
 
 
 def refinelab_base(path: str) -> keras.Model:

