@@ -145,7 +145,7 @@ def test_a_real_study_halves_on_the_dvc_queue_and_continues_the_kept_trials(proj
     for name in continued:
         ref = next(ref for ref in refs if ref.endswith(f"/{name}"))
         summary = json.loads(run(["git", "show", f"{ref}:metrics/train/metrics.json"], project).stdout)
-        assert summary["resumed_after_epoch"] == 1 and summary["step"] == 1, name  # Only epoch 2 trained.
+        assert summary["resumed_after_epoch"] == 1 and summary["step"] == 2, name  # Only epoch 2 trained (steps are epoch numbers).
     best = re.search(r"best by validation accuracy: (\S+)", result.stdout).group(1)
     assert best in continued and f"dvc exp apply {best}" in result.stdout
     assert not (project / ".dvc/tmp/refinelab-resume/tiny").exists()  # The stopped trials' backups too.

@@ -254,7 +254,7 @@ def test_two_replicas_train_the_same_model_in_one_process_or_as_two_workers_on_l
         "metrics/model.json", "metrics/timing.json", "models/model.keras", "models/params.json"]
     assert not any((cluster / "tmp-worker1").iterdir())  # The other worker's outputs are gone.
     for project in (mirrored, cluster):
-        assert json.loads((project / "metrics/train/metrics.json").read_text())["step"] == 1  # Both epochs logged.
+        assert json.loads((project / "metrics/train/metrics.json").read_text())["step"] == 2  # Both epochs logged (steps are epoch numbers).
     expected = predictions_of(mirrored, prepared)
     np.testing.assert_allclose(predictions_of(cluster, prepared), expected, atol=1e-5)
     assert (expected.argmax(axis=1) == np.arange(48) % 3).mean() > 0.6  # Learnt (chance: 1/3), loads alone.

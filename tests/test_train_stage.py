@@ -105,7 +105,12 @@ def test_two_phase_fine_tuning_uses_the_base_learning_rate(tmp_path, pretrained,
     change = base_weight_change(pretrained, model)
     # Adam moves each weight by about the learning rate per step: 0.01 for the base, or 1e-9.
     assert (change > 1e-3) if moves else (change < 1e-6), change
-    assert metrics["step"] == 1  # Two epochs, one dvclive run: the fine-tune phase continues the steps.
+    # Two epochs, one dvclive run: the fine-tune phase continues the steps, which are the epochs' numbers
+    # (as the learning-curve PNG and Keras' "Epoch 1/2" count them).
+    assert metrics["step"] == 2
+    from refinelab.plot.stage import read_dvclive_series
+    for split in ("train", "eval"):
+        assert read_dvclive_series(tmp_path / f"run/live/plots/metrics/{split}/loss.tsv")[0] == [1, 2]
     # The two rates are the saved optimizer's own config: the model reloads with them.
     from refinelab.models.artifact import load_trained_model
 
@@ -326,4 +331,4 @@ def test_the_pydataset_pipeline_under_fit_draws_epoch_e_from_seed_and_e(tmp_path
     assert isinstance(dataset, refinelab.data.pipeline.SplitBatches)
     assert dataset.epoch == 2  # The last epoch fit trained, numbered from 0.
     np.testing.assert_array_equal(dataset.order, np.random.default_rng([42, 2]).permutation(96))
-    assert metrics["step"] == 2 and metrics["eval"]["accuracy"] > 0.6  # Three epochs logged; it learnt.
+    assert metrics["step"] == 3 and metrics["eval"]["accuracy"] > 0.6  # Three epochs logged; it learnt.

@@ -30,10 +30,11 @@ LIVE_METRICS = ("loss", "accuracy")
 
 
 def parse_dvclive_tsv(text: str) -> Series:
-    """(epochs, values) from the text of one dvclive ``.tsv`` (columns: timestamp, step, <metric>)."""
+    """(epochs, values) from the text of one dvclive ``.tsv`` (columns: timestamp, step, <metric>; the train
+    stage logs the epoch's number, from 1, as the step)."""
     rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
     metric = [column for column in rows[0] if column not in ("timestamp", "step")][0] if rows else None
-    return [int(row["step"]) + 1 for row in rows], [float(row[metric]) for row in rows]
+    return [int(row["step"]) for row in rows], [float(row[metric]) for row in rows]
 
 
 def read_dvclive_series(path: Path) -> Series:

@@ -117,11 +117,11 @@ class TrainingBackup:
             with open(series, newline="") as handle:
                 rows = list(csv.reader(handle, delimiter="\t"))
             step = rows[0].index("step") if rows else 0
-            kept = rows[:1] + [row for row in rows[1:] if int(row[step]) < done]
+            kept = rows[:1] + [row for row in rows[1:] if int(row[step]) <= done]
             with open(series, "w", newline="") as handle:
                 csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(kept)
         summary = live_dir / "metrics.json"
-        write_json(summary, {**(read_json(summary) if summary.is_file() else {}), "step": done - 1})
+        write_json(summary, {**(read_json(summary) if summary.is_file() else {}), "step": done})
         log.info("resuming after epoch %d of a killed run (backup %s)", done, self.dir)
         return True
 

@@ -195,13 +195,15 @@ class RestoredEpochSummary(keras.callbacks.Callback):
 
 class LiveMetrics(keras.callbacks.Callback):
     """dvclive.keras.DVCLiveCallback on every Keras backend: that one subclasses ``tf.keras``'s Callback,
-    so importing it needs TensorFlow. Same metric names, same steps, same end of the run."""
+    so importing it needs TensorFlow. Same metric names, same end of the run; the step is the epoch's number
+    (1 for the first), as Keras prints it and the learning-curve PNG draws it, on resume and across phases."""
 
     def __init__(self, live: Live):
         super().__init__()
         self.live = live
 
     def on_epoch_end(self, epoch, logs=None):
+        self.live.step = epoch + 1
         for metric, value in (logs or {}).items():
             self.live.log_metric(standardize_metric_name(metric, "dvclive.keras"), value)
         self.live.next_step()
@@ -474,7 +476,6 @@ def fit_and_save(
     with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=resumed) as live, distribution.scope():
         timer = TrainingTimer()
         if resumed:
-            live.step = epochs_done  # dvclive resumes at step 0 after one epoch (it reads step 0 as none logged).
             live.summary["resumed_after_epoch"] = epochs_done
         if epochs_done and backup.seconds_done is not None:
             # train_time is the whole training's, the killed runs' epochs included, as other runs' is.
