@@ -12,12 +12,16 @@ from pathlib import Path
 
 from refinelab.core.environment import DEBUG_ENV
 from refinelab.core.errors import RefinelabError
+from refinelab.core.native_logs import hide_native_noise
 
 log = logging.getLogger("refinelab")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Keep TensorFlow's C++ start-up chatter out of the log.
+    """Log lines with the time; TensorFlow's C++ start-up chatter hidden unless debug messages are asked for."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # What absl honours once it is set up.
+    if level > logging.DEBUG:
+        hide_native_noise()  # What it writes before.
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 

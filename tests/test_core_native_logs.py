@@ -1,0 +1,71 @@
+"""TensorFlow's C++ start-up noise is kept off a stage's stderr unless --debug asks for it; nothing else is."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from refinelab.core.native_logs import forward
+
+from helpers import ROOT
+
+NOISE_LINES = [
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+    b"I0000 00:00:1796420135.991446   27344 port.cc:153] oneDNN custom operations are on.\n",
+    b"E0000 00:00:1796420139.761478   27344 node_def_util.cc:682] NodeDef mentions attribute "
+    b"use_unbounded_threadpool which is not in the op definition\n",
+]
+KEPT_LINES = [
+    b"21:35:42 WARNING refinelab.evaluate.health: health check (train): 1 warning\n",
+    b"E0000 00:00:1796420139.761478   27344 allocator.cc:1] Out of memory while allocating\n",  # A real error.
+    b"Traceback (most recent call last):\n",
+]
+
+
+def test_forward_drops_only_the_noise_and_passes_a_partial_line_at_once():
+    source, sink = os.pipe()
+    out_read, out_write = os.pipe()
+    thread = threading.Thread(target=forward, args=(source, out_write))
+    thread.start()
+    os.write(sink, b"".join(NOISE_LINES + KEPT_LINES))
+    # A progress bar's line has no end yet: it must show now, not when the line ends.
+    os.write(sink, b"\rdecoding:  50%|#####     | 5/10")
+    received = b""
+    while not received.endswith(b"5/10"):
+        received += os.read(out_read, 65536)
+    os.close(sink)
+    thread.join(timeout=10)
+    os.close(out_write)
+    with os.fdopen(out_read, "rb") as rest:
+        received += rest.read()
+    assert received == b"".join(KEPT_LINES) + b"\rdecoding:  50%|#####     | 5/10"
+
+
+SCRIPT = """
+import logging, sys
+from refinelab.core.runner import run_stage
+
+def main():
+    import numpy as np, tensorflow as tf
+    list(tf.data.Dataset.from_tensor_slices(np.arange(4)).map(lambda x: x * 2, num_parallel_calls=2))
+    logging.getLogger("refinelab").warning("the stage's own warning")
+    print("to stdout", flush=True)
+
+run_stage(main)
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_stage_hides_tensorflows_start_up_noise_unless_debug(tmp_path, debug):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("REFINELAB_DEBUG", None)
+    if debug:
+        env["REFINELAB_DEBUG"] = "1"
+    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "the stage's own warning" in result.stderr and result.stdout == "to stdout\n"
+    shown = [marker in result.stderr for marker in ("absl::InitializeLog", "oneDNN custom operations")]
+    assert shown == [debug, debug], result.stderr
