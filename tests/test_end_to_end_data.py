@@ -53,3 +53,40 @@ def test_a_dataset_outside_data_raw_is_named_in_a_warning(tmp_path, project_copy
     commit_params(project, params)
     result = run(["dvc", "repro", "check_params"], project, env=project_env)
     assert "is outside data/raw/, the folder DVC watches for prepare" in result.stdout + result.stderr
+
+
+def test_a_url_dataset_is_tracked_by_dvc_import_url_and_a_new_version_re_runs_prepare(
+        tmp_path, project_copy, project_env, tiny_raw_params):
+    """An unpinned URL is refused with the `dvc import-url` command that tracks it; run as told, DVC keeps the
+    archive's checksum, `dvc update` brings a changed archive, and prepare re-runs on it."""
+    import re
+    import shlex
+    import shutil
+
+    project = project_copy
+    served = tmp_path / "served"
+    for label in ("cats", "dogs"):
+        add_images(tmp_path / "v1" / "photos", label, 12)
+    archive = shutil.make_archive(str(served / "photos"), "zip", tmp_path / "v1")
+    params = dict(tiny_raw_params, dataset="image_folder", model="smaller", epochs=1)
+    params["data"].update(image_size=[16, 16], limit=0)
+    params["image_folder"]["path"] = f"file://{archive}"
+    commit_params(project, params)
+
+    refused = run(["dvc", "repro"], project, env=project_env, check=False)
+    assert refused.returncode != 0 and "Running stage 'prepare'" not in refused.stdout
+    told = re.search(r"`(dvc import-url [^`]+)`, then image_folder\.path: (\S+) ", refused.stdout + refused.stderr)
+    assert told, refused.stdout + refused.stderr
+    run(shlex.split(told.group(1)), project, env=project_env)
+    params["image_folder"]["path"] = told.group(2)
+    commit_params(project, params)
+    run(["dvc", "repro"], project, env=project_env)
+    assert json.loads(run(["dvc", "status", "--json"], project, env=project_env).stdout) == {}
+
+    add_images(tmp_path / "v1" / "photos", "birds", 12)  # The publisher's new version: a third class.
+    shutil.make_archive(str(served / "photos"), "zip", tmp_path / "v1")
+    run(["dvc", "update", f"{told.group(2)}.dvc"], project, env=project_env)
+    assert "prepare" in json.loads(run(["dvc", "status", "--json"], project, env=project_env).stdout)
+    assert "Running stage 'prepare'" in run(["dvc", "repro"], project, env=project_env).stdout
+    report = json.loads((project / "metrics/data.json").read_text())
+    assert set(report["splits"]["train"]["per_class"]) == {"birds", "cats", "dogs"}

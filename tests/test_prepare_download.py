@@ -122,41 +122,23 @@ def test_fashion_mnist_from_a_mirror_dir(tmp_path, monkeypatch):
         datasets.FASHION_MNIST.load()
 
 
-def test_a_url_without_a_checksum_is_downloaded_again_only_when_it_changed(tmp_path, caplog):
-    """Without a sha256 nothing pins the version: the cached copy is checked against the file's size
-    and date (a server's ETag/Last-Modified), so a replaced file is seen and an unchanged one not fetched."""
-    served = tmp_path / "served" / "labels.csv"
-    served.parent.mkdir()
-    served.write_text("a,0\n")
-    cache = tmp_path / "cache"
-    first, source = locate(served.as_uri(), cache_dir=cache)
-    assert first.read_text() == "a,0\n"
-
-    caplog.clear()
-    again, _ = locate(served.as_uri(), cache_dir=cache)
-    assert again == first and not any("downloading" in r.getMessage() for r in caplog.records)
-
-    served.write_text("a,0\nb,1\n")  # The publisher replaces the file.
-    os.utime(served, (served.stat().st_atime, served.stat().st_mtime + 5))
-    replaced, replaced_source = locate(served.as_uri(), cache_dir=cache)
-    assert replaced.read_text() == "a,0\nb,1\n"
-    assert replaced_source["sha256"] != source["sha256"]
-
-    served.unlink()  # Offline, or gone: the copy made before is used, with a warning.
-    caplog.clear()
-    offline, _ = locate(served.as_uri(), cache_dir=cache)
-    assert offline.read_text() == "a,0\nb,1\n"
-    assert any(r.levelname == "WARNING" and "downloaded before" in r.getMessage() for r in caplog.records)
+def test_a_url_without_a_checksum_is_refused_with_the_two_ways_to_track_it(tmp_path):
+    """Nothing would tell DVC that the file behind an unpinned URL changed: refused, not cached privately."""
+    served = tmp_path / "served" / "photos.zip"
+    with pytest.raises(DataError) as error:
+        locate(served.as_uri(), cache_dir=tmp_path / "cache")
+    assert f"dvc import-url {served} data/raw/photos.zip" in str(error.value) and "sha256" in str(error.value)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_a_url_never_downloaded_and_unreachable_is_an_error(tmp_path):
     missing = (tmp_path / "nowhere.zip").as_uri()
     with pytest.raises(DataError, match="could not download"):
-        locate(missing, cache_dir=tmp_path / "cache")
+        locate(missing, "0" * 64, cache_dir=tmp_path / "cache")
     assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
 
 
-def test_an_http_server_answering_not_modified_is_not_downloaded_again(tmp_path, caplog):
+def test_a_pinned_http_url_is_downloaded_once_and_verified(tmp_path):
     import functools
     import http.server
     import threading
@@ -168,15 +150,18 @@ def test_an_http_server_answering_not_modified_is_not_downloaded_again(tmp_path,
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
-            requests.append((self.headers.get("If-Modified-Since"), str(args[2])))
+            requests.append(str(args[2]))
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=served))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/labels.csv"
-        first, _ = locate(url, cache_dir=tmp_path / "cache")
-        again, _ = locate(url, cache_dir=tmp_path / "cache")
+        digest = hashlib.sha256(b"a,0\n").hexdigest()
+        first, source = locate(url, digest, cache_dir=tmp_path / "cache")
+        again, _ = locate(url, digest, cache_dir=tmp_path / "cache")
+        with pytest.raises(DataError, match="checksum mismatch"):
+            locate(url, "0" * 64, cache_dir=tmp_path / "cache")
     finally:
         server.shutdown()
-    assert first == again and again.read_text() == "a,0\n"
-    assert requests[0] == (None, "200") and requests[1][0] is not None and requests[1][1] == "304"
+    assert first == again and again.read_text() == "a,0\n" and source["sha256"] == digest
+    assert requests == ["200", "200"]  # Once for the right checksum, once for the wrong one: never again.

@@ -311,7 +311,7 @@ def test_image_folder_reports_images_outside_the_class_folders(tmp_path, raw_par
 
 @pytest.mark.parametrize("dataset, section, key", [
     ("h5", {"h5": {"train": "{here}", "test": "{gone}"}}, "h5.test"),
-    ("image_folder", {"image_folder": {"path": "file://{gone}"}}, "image_folder.path"),
+    ("image_folder", {"image_folder": {"path": "file://{gone}", "sha256": "0" * 64}}, "image_folder.path"),
     ("filename_labels", {"filename_labels": {"path": "{gone}", "classes": ["a", "b"]}}, "filename_labels.path"),
 ])
 def test_a_dataset_path_that_does_not_exist_is_named_by_its_key(tmp_path, raw_params, dataset, section, key):
@@ -323,8 +323,22 @@ def test_a_dataset_path_that_does_not_exist_is_named_by_its_key(tmp_path, raw_pa
     # Present paths, and servers' URLs (prepare fetches them), pass.
     fine = json.loads(json.dumps(section).replace("{gone}", places["here"]).replace("{here}", places["here"]))
     datasets.check_locations(parse_params(dict(raw_params, dataset=dataset, **fine)))
-    for elsewhere in ("https://example.com/photos.zip", "photos/not/in/this/copy"):  # Prepare's to fetch or find.
-        datasets.check_locations(parse_params(dict(raw_params, dataset="image_folder", image_folder={"path": elsewhere})))
+    for elsewhere, sha256 in (("https://example.com/photos.zip", "0" * 64), ("photos/not/in/this/copy", None)):
+        # Prepare's to fetch or find.
+        folder = {"path": elsewhere, "sha256": sha256}
+        datasets.check_locations(parse_params(dict(raw_params, dataset="image_folder", image_folder=folder)))
+
+
+@pytest.mark.parametrize("dataset, section, key", [
+    ("h5", {"h5": {"train": "data/raw/train.h5", "test": "https://example.com/test.h5"}}, "h5.test"),
+    ("image_folder", {"image_folder": {"path": "file:///srv/photos.zip"}}, "image_folder.path"),
+])
+def test_a_url_without_its_sha256_is_refused_before_any_stage_runs(raw_params, dataset, section, key):
+    params = parse_params(dict(raw_params, dataset=dataset, **section))
+    with pytest.raises(ParamsError) as error:
+        datasets.check_locations(params)
+    name = section[dataset].get("test", section[dataset].get("path")).rsplit("/", 1)[1]
+    assert str(error.value).startswith(f"datasets.yaml: {key}: ") and f"data/raw/{name}" in str(error.value)
 
 
 def test_a_dataset_of_one_class_is_an_error(tmp_path, raw_params):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import tarfile
 import urllib.error
@@ -19,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from refinelab.core.errors import DataError
-from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, file_digest, write_json
+from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, file_digest
 from refinelab.core.runner import on_terminal
 from refinelab.prepare.idx import read_bytes
 
@@ -27,6 +26,8 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 URL_SCHEMES = ("https", "http", "file")
+# Where the user's own datasets live: a dependency of the prepare stage (dvc.yaml), so DVC sees their files.
+RAW_DATA = Path("data/raw")
 
 
 @dataclass(frozen=True)
@@ -60,32 +61,14 @@ def verify(path: Path, published: PublishedFile) -> None:
     )
 
 
-# What a server says about a file's version: a copy downloaded without a checksum is reused only
-# while these stay the same (file:// URLs give the size and modification time).
-VALIDATORS = ("ETag", "Last-Modified", "Content-Length")
-
-
 @contextlib.contextmanager
-def open_url(url: str, known: dict[str, str] | None = None) -> Iterator[tuple[Any, dict[str, str]] | None]:
-    """Yield the response to ``url`` and its validators; with ``known`` validators, yield None when the
-    server says the file has not changed since."""
-    request = urllib.request.Request(url)
-    if known and url.startswith("http"):
-        for header, value in (("If-None-Match", known.get("ETag")), ("If-Modified-Since", known.get("Last-Modified"))):
-            if value:
-                request.add_header(header, value)
+def open_url(url: str) -> Iterator[Any]:
     try:
-        response = urllib.request.urlopen(request, timeout=60)
-    except urllib.error.HTTPError as exc:
-        if not (known and exc.code == 304):  # 304: Not Modified.
-            raise DataError(f"could not download {url}: {exc}") from None
-        yield None
-        return
+        response = urllib.request.urlopen(urllib.request.Request(url), timeout=60)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DataError(f"could not download {url}: {exc}") from None
     with response:
-        validators = {name: response.headers[name] for name in VALIDATORS if response.headers.get(name)}
-        yield None if known and validators == known else (response, validators)
+        yield response
 
 
 def save_response(url: str, response: Any, destination: Path) -> None:
@@ -103,38 +86,20 @@ def save_response(url: str, response: Any, destination: Path) -> None:
 
 
 def copy_url(url: str, destination: Path) -> None:
-    with open_url(url) as (response, _):
+    with open_url(url) as response:
         save_response(url, response, destination)
 
 
-def download_unverified(url: str, path: Path) -> None:
-    """Keep ``path`` the current version of ``url``, which has no checksum to pin it: a cached copy is
-    checked against the server's validators (ETag, Last-Modified, size) and downloaded again if they
-    changed or are missing. If the server cannot be reached, the cached copy is used, with a warning."""
-    validators_file = path.with_name(path.name + ".validators.json")
-    known = None
-    if path.is_file() and validators_file.is_file():
-        with contextlib.suppress(ValueError):  # A damaged record only costs a download.
-            known = json.loads(validators_file.read_text())
-    try:
-        with open_url(url, known) as opened:
-            if opened is None:
-                log.info("%s: unchanged since downloaded (%s)", url, ", ".join(f"{k} {v}" for k, v in known.items()))
-                return
-            response, validators = opened
-            validators_file.unlink(missing_ok=True)  # Never beside a copy it does not describe.
-            with atomic_path(path) as temporary:
-                save_response(url, response, temporary)
-    except DataError as exc:
-        if known is None:
-            raise
-        log.warning("%s; using the copy downloaded before (give a sha256 to pin the version)", exc)
-        return
-    if validators:
-        write_json(validators_file, validators)
-    else:
-        log.warning("%s: the server gives no ETag, date or size, so it is downloaded on every prepare; "
-                    "give its sha256 to download it once", url)
+def unpinned_url(location: str, key: str, sha256_key: str) -> str:
+    """Why a URL without a checksum is refused, and the two ways to give it one: nothing would tell DVC
+    that the file behind it changed, so results would silently describe data that is gone."""
+    url = urllib.parse.urlparse(location)
+    source = urllib.request.url2pathname(url.path) if url.scheme == "file" else location
+    name = Path(url.path).name or "dataset"
+    return (f"{key}: {location} has no {sha256_key}: DVC could not see its content change. Pin this version "
+            f"({sha256_key}: <its SHA-256>, which `sha256sum` prints), or let DVC track it: `dvc import-url {source} "
+            f"{RAW_DATA / name}`, then {key}: {RAW_DATA / name} (`dvc update {RAW_DATA / name}.dvc` fetches a new "
+            "version)")
 
 
 def download(url: str, destination: Path, published: PublishedFile) -> None:
@@ -224,19 +189,17 @@ def locate(location: str, sha256: str | None = None, cache_dir: Path | None = No
     """A local path for a dataset location given in params, and its provenance for the data report.
 
     ``location`` is a local file or folder (relative to the project root), or an ``https://``/``file://``
-    URL. A URL is downloaded into the cache once, verified against ``sha256`` when given; a zip or tar
-    archive is extracted there (a single top-level folder in it is descended into). Without a sha256 the
-    cached copy is re-validated with the server each time (see :func:`download_unverified`).
+    URL. A URL is downloaded into the cache once and verified against ``sha256``, which it must have
+    (:func:`unpinned_url`); a zip or tar archive is extracted there (a single top-level folder in it is
+    descended into).
     """
     cache_dir = cache_dir or cache_root()
     source = {"location": location}
     if is_url(location):
-        name = Path(urllib.parse.urlparse(location).path).name or "download"
-        key = sha256.lower() if sha256 else hashlib.sha256(location.encode()).hexdigest()
-        path = cache_dir / key[:32] / name
         if sha256 is None:
-            download_unverified(location, path)
-        elif not path.is_file():
+            raise DataError(unpinned_url(location, "location", "sha256"))
+        path = cache_dir / sha256.lower()[:32] / (Path(urllib.parse.urlparse(location).path).name or "download")
+        if not path.is_file():
             with atomic_path(path) as temporary:
                 copy_url(location, temporary)
                 verify_sha256(temporary, sha256, location)

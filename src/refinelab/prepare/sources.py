@@ -25,7 +25,7 @@ from refinelab.core.errors import DataError, ParamsError
 from refinelab.core.fileio import file_digest
 from refinelab.core.registry import Registry
 from refinelab.params.names import DATASETS as DATASET_NAMES
-from refinelab.prepare.download import PublishedFile, fetch, is_url, locate
+from refinelab.prepare.download import RAW_DATA, PublishedFile, fetch, is_url, locate, unpinned_url
 from refinelab.prepare.idx import read_idx
 from refinelab.prepare.images import IMAGE_SUFFIXES
 
@@ -299,10 +299,9 @@ def located(location: str | None, sha256: str | None, section: str) -> tuple[Pat
     return path, source
 
 
-# The params naming a dataset's files or folders, for the datasets that have them.
-# Where the user's own datasets live: a dependency of the prepare stage (dvc.yaml), so DVC sees their files.
-RAW_DATA = Path("data/raw")
-LOCATION_KEYS = {"h5": ("train", "test"), "image_folder": ("path",), "filename_labels": ("path",)}
+# The params naming a dataset's files or folders, for the datasets that have them, and their checksums'.
+LOCATION_KEYS = {"h5": {"train": "train_sha256", "test": "test_sha256"}, "image_folder": {"path": "sha256"},
+                 "filename_labels": {"path": "sha256"}}
 
 
 def check_locations(params: Params) -> None:
@@ -310,17 +309,19 @@ def check_locations(params: Params) -> None:
     check_params stage looks before DVC deletes any output, prepare would only after. A relative path is
     left to prepare: it names a place in the workspace, and DVC's queue runs experiments in a copy of the
     workspace without its untracked files, where prepare, if its inputs did not change, need not read it.
-    A location outside ``data/raw/`` (the prepare stage's data dependency) is named in a warning: DVC
-    cannot see its files change."""
+    A URL must have its sha256 (:func:`unpinned_url`). A path outside ``data/raw/`` (the prepare stage's
+    data dependency) is named in a warning: DVC cannot see its files change."""
     section = getattr(params, params.dataset, None)
-    for key in LOCATION_KEYS.get(params.dataset, ()):
+    for key, sha256_key in LOCATION_KEYS.get(params.dataset, {}).items():
         location = getattr(section, key)
+        if location is not None and is_url(location) and getattr(section, sha256_key) is None:
+            raise ParamsError("datasets.yaml: " + unpinned_url(location, f"{params.dataset}.{key}", sha256_key))
         if location is None or (is_url(location) and urllib.parse.urlparse(location).scheme != "file"):
             continue  # Unset (the loader says what to set), or fetched from a server by prepare.
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path)) if is_url(location) else Path(location)
         if path.is_absolute() and not path.exists():
             raise ParamsError(f"datasets.yaml: {params.dataset}.{key}: {location}: no such file or folder")
-        if not path.resolve().is_relative_to(RAW_DATA.resolve()):
+        if not is_url(location) and not path.resolve().is_relative_to(RAW_DATA.resolve()):  # A URL is pinned.
             log.warning(
                 "datasets.yaml: %s.%s: %s is outside %s/, the folder DVC watches for prepare: a change to its files "
                 "will not re-run prepare. Bring it in with `dvc import-url %s %s/<name>` (or copy it there and "
