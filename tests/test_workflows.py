@@ -1,6 +1,8 @@
 """The GitHub Actions workflows: valid against GitHub's workflow schema (check-jsonschema's vendored copy,
 offline), and saying what they do: bounded runs, one run per pull request, the README's test command,
-the same computation on both sides of the report, and no image upload outside GitHub unless opted in."""
+the same computation on both sides of the report, the committed report on every pull request and the
+recomputed one only when the pipeline's inputs change or a label asks, and no image upload outside GitHub
+unless opted in."""
 
 from __future__ import annotations
 
@@ -171,3 +173,58 @@ def test_the_report_computes_both_sides_the_same_way():
     assert any("args=$SHRINK" in run for run in runs)
     assert any("env['SHRINK']" in run and "comment.md" in run for run in runs)
     assert any("--pull --allow-missing" in run for run in runs)
+
+
+def decide_step() -> dict:
+    (step,) = [step for step in steps(workflow("report.yml")) if step.get("name", "").startswith("Decide whether")]
+    return step
+
+
+def decide(tmp_path: Path, touched: str, part: str, action: str = "synchronize", added_label: str = "",
+           labelled: bool = False) -> dict[str, str]:
+    """Run the report's deciding step (without its pip install) in a repository whose change touches
+    ``touched``; the variables it hands to the later steps."""
+    repo = tmp_path / f"repo-{part}-{action}-{touched.replace('/', '_')}"
+    for name in ("dvc.yaml", "params.yaml", "requirements.lock", "README.md", "src/refinelab/train/stage.py",
+                 "src/refinelab/cli/main.py"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text((ROOT / name).read_text())
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], cwd=repo, check=True)
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    with open(repo / touched, "a") as handle:
+        handle.write("\n# changed\n")
+    subprocess.run([*git, "commit", "-qam", "change"], cwd=repo, check=True)
+    script = "\n".join(line for line in decide_step()["run"].splitlines() if not line.strip().startswith("pip install"))
+    environment = {**os.environ, "GITHUB_ENV": str(tmp_path / f"env-{repo.name}"), "RUNNER_TEMP": str(tmp_path),
+                   "EVENT_BASE_SHA": base, "ACTION": action, "ADDED_LABEL": added_label,
+                   "LABELLED": str(labelled).lower(), "PART": part, "RECOMPUTE_LABEL": "recompute-report",
+                   "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=environment, check=True, capture_output=True)
+    return dict(line.split("=", 1) for line in Path(environment["GITHUB_ENV"]).read_text().splitlines())
+
+
+def test_the_committed_report_is_on_every_pull_request_and_trains_nothing(tmp_path):
+    loaded = workflow("report.yml")
+    assert loaded["jobs"]["report"]["strategy"]["matrix"]["report"] == ["committed", "recomputed"]
+    for touched in ("README.md", "src/refinelab/train/stage.py"):
+        chosen = decide(tmp_path, touched, "committed")
+        assert chosen["MODE"] == "committed" and chosen["BASE_EXP"] == chosen["BASE_SHA"]  # `make report BASE=<commit>`
+    assert decide(tmp_path, "README.md", "committed", action="labeled", added_label="x")["MODE"] == "skip"
+    for step in steps(loaded):  # Only the recomputing modes run the pipeline.
+        if any(line.strip().startswith("dvc exp run") for line in step.get("run", "").splitlines()):
+            assert step["if"] == "env.MODE == 'remote' || env.MODE == 'shrunk'", step["name"]
+
+
+def test_the_recomputed_report_runs_when_the_pipelines_inputs_change_or_a_label_asks(tmp_path):
+    assert decide(tmp_path, "src/refinelab/train/stage.py", "recomputed")["MODE"] == "compute"
+    assert decide(tmp_path, "params.yaml", "recomputed")["MODE"] == "compute"
+    # No stage depends on the CLI or the README: nothing to recompute, unless the label says so.
+    assert decide(tmp_path, "src/refinelab/cli/main.py", "recomputed")["MODE"] == "skip"
+    assert decide(tmp_path, "README.md", "recomputed")["MODE"] == "skip"
+    assert decide(tmp_path, "README.md", "recomputed", labelled=True)["MODE"] == "compute"
+    assert decide(tmp_path, "README.md", "recomputed", action="labeled", added_label="recompute-report")["MODE"] == "compute"
+    assert decide(tmp_path, "README.md", "recomputed", action="labeled", added_label="docs")["MODE"] == "skip"
+    assert "recompute-report" == workflow("report.yml")["env"]["RECOMPUTE_LABEL"]
