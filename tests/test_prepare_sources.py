@@ -428,8 +428,8 @@ def test_the_size_log_line_counts_every_other_size(tmp_path, caplog):
     files = [write_image(tmp_path / f"{index}.png", 9) for index in range(4)]
     files += [write_image(tmp_path / f"odd{index}.png", 9, size=(12, 13 + index)) for index in range(7)]
     with caplog.at_level("INFO", logger="refinelab.prepare.stage"):
-        assert native_shape(SplitSource(labels=np.zeros(11, np.int64), files=tuple(files)), None) == (12, 12, 3)
-    assert ("4 of 11 training images are 12x12; the other 7 are of 7 other sizes: 12x13 (1), 12x14 (1), 12x15 (1), "
+        assert native_shape({"train": SplitSource(labels=np.zeros(11, np.int64), files=tuple(files))}, None) == (12, 12, 3)
+    assert ("4 of 11 images are 12x12; the other 7 are of 7 other sizes: 12x13 (1), 12x14 (1), 12x15 (1), "
             "12x16 (1), 12x17 (1), and 2 sizes more") in caplog.text
 
 

@@ -33,11 +33,11 @@ def predict(args: argparse.Namespace) -> int:
                         f"--model names another)")
     if "KERAS_BACKEND" not in os.environ:  # Set by the user, it wins.
         select_backend(trained_backend(args.model))
-    from refinelab.cli.predict import Predictor, image_files
+    from refinelab.cli.predict import Predictor, expand_targets
     from refinelab.prepare.images import IMAGE_SUFFIXES
 
     predictor = Predictor.load(args.model)
-    files, empty_folders = image_files(args.images)
+    files, empty_folders = expand_targets(args.images)
     if not files:
         raise DataError(f"no image files in {', '.join(map(str, args.images))} ({', '.join(IMAGE_SUFFIXES)})")
     for folder in empty_folders:

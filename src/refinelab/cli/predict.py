@@ -18,7 +18,8 @@ import numpy as np
 
 from refinelab.core.errors import DataError
 from refinelab.models.artifact import load_trained_model, prediction_record
-from refinelab.prepare.images import IMAGE_SUFFIXES, Preprocessing, load_image
+from refinelab.prepare.images import Preprocessing, load_image
+from refinelab.prepare.images import image_files
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Predictor:
         return predictions, errors
 
 
-def image_files(targets: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+def expand_targets(targets: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     """(files, empty folders): files as given, folders expanded (recursively, sorted) to the image files
     they hold, and the folders that hold none.
 
@@ -90,7 +91,7 @@ def image_files(targets: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
     empty: list[Path] = []
     for target in map(Path, targets):
         if target.is_dir():
-            found = sorted(path for path in target.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+            found = image_files(target, recursive=True)[0]  # As prepare finds a class folder's.
             if not found:
                 empty.append(target)
             files.extend(found)

@@ -8,6 +8,7 @@ The same :class:`Preprocessing` is applied by prepare (to folder datasets) and b
 
 from __future__ import annotations
 
+import stat
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -83,12 +84,17 @@ def is_grayscale_mode(mode: str) -> bool:
 
 def to_8_bit(image: Image.Image) -> Image.Image:
     """Mode L or RGB. Greyscale of more than 8 bits is scaled to 0-255 from its type's range (16-bit
-    PNGs: value / 257), not clipped; other modes (palette, CMYK, with alpha) convert to RGB or L."""
+    PNGs: value / 257), not clipped; floats all within 0-1 (a scientific TIFF) from 0-1; other modes
+    (palette, CMYK, with alpha) convert to RGB or L."""
     if image.mode in ("L", "RGB"):
         return image
     if image.mode.startswith("I") or image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        highest = values.max(initial=0)
+        if image.mode == "F" and highest <= 1.0:
+            top = 1.0
+        else:
+            top = 65535.0 if image.mode.startswith("I;16") or highest > 255 else 255.0
         return Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8), "L")
     return image.convert("L" if is_grayscale_mode(image.mode) else "RGB")
 
@@ -148,3 +154,37 @@ def read_header(path: str | Path) -> ImageHeader | None:
 def load_image(path: str | Path, preprocessing: Preprocessing) -> np.ndarray:
     """Read an image file into a uint8 array of ``preprocessing.input_shape``."""
     return to_model_input(open_image(path), preprocessing)
+
+
+def image_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[dict[str, str]]]:
+    """The image files in ``folder`` (with ``recursive``, also in its sub-folders at any depth), sorted, and
+    the files left out, each with why: other files, hidden ones (``.DS_Store``, macOS' ``._photo.jpg``,
+    ``.ipynb_checkpoints/``), and links that lead nowhere or in a circle. Links are followed; a folder
+    reached twice (a link to a parent) is read once. Without ``recursive``, folders are the caller's."""
+    images, skipped, seen = [], [], set()
+
+    def walk(directory: Path) -> None:
+        seen.add(directory.resolve())
+        for path in sorted(directory.iterdir()):
+            if path.name.startswith("."):
+                skipped.append({"file": str(path), "reason": "hidden"})
+                continue
+            try:
+                mode = path.stat().st_mode  # Follows a link.
+            except OSError as exc:
+                skipped.append({"file": str(path), "reason": f"a link that leads nowhere ({exc.strerror})"})
+                continue
+            if stat.S_ISDIR(mode):
+                if not recursive:
+                    continue
+                if path.resolve() in seen:
+                    skipped.append({"file": str(path), "reason": "a link to a folder already read"})
+                else:
+                    walk(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(path)
+            else:
+                skipped.append({"file": str(path), "reason": "not an image file (by its extension)"})
+
+    walk(folder)
+    return sorted(images), skipped

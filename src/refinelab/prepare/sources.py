@@ -27,7 +27,7 @@ from refinelab.core.registry import Registry
 from refinelab.params.names import DATASETS as DATASET_NAMES
 from refinelab.prepare.download import RAW_DATA, PublishedFile, fetch, is_url, locate, unpinned_url
 from refinelab.prepare.idx import read_idx
-from refinelab.prepare.images import IMAGE_SUFFIXES
+from refinelab.prepare.images import image_files
 
 if TYPE_CHECKING:
     from refinelab.params.schema import Params
@@ -228,7 +228,10 @@ def read_h5_split(path: Path, split: str, params: Params) -> tuple[np.ndarray, n
         if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
             index = int(np.flatnonzero(~np.isfinite(images).reshape(len(images), -1).all(axis=1))[0])
             raise DataError(f"{path}: {x_key}[{index}] holds NaN or infinite values")
-        if np.issubdtype(images.dtype, np.floating) and images.max(initial=0) <= 1:
+        if images.dtype == np.bool_:
+            images = images * np.uint8(255)  # Black and white: 0 and 255, not 0 and 1 (black).
+            log.info("%s: %s holds true/false pixels: made black (0) and white (255)", path, x_key)
+        elif np.issubdtype(images.dtype, np.floating) and images.max(initial=0) <= 1:
             images = images * 255  # Floats in [0, 1]: scale back to 0-255 like every other source.
         if images.min(initial=0) < 0 or images.max(initial=0) > 255:
             raise DataError(f"{path}: {x_key} values lie outside 0-255")
@@ -269,17 +272,9 @@ def load_h5(params: Params) -> RawDataset:
     return RawDataset(splits=splits, class_names=class_names, source={"name": "h5", "files": sources})
 
 
-def image_files(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
-    """The image files directly in ``folder`` (sorted), and the other files, reported as skipped."""
-    images, skipped = [], []
-    for path in sorted(folder.iterdir()):
-        if path.is_dir():
-            continue
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            images.append(path)
-        else:
-            skipped.append({"file": str(path), "reason": "not an image file (by its extension)"})
-    return images, skipped
+def subfolders(folder: Path) -> dict[str, Path]:
+    """The folders in ``folder`` by name, hidden ones and broken links left out."""
+    return {path.name: path for path in sorted(folder.iterdir()) if not path.name.startswith(".") and path.is_dir()}
 
 
 def folder_digest(root: Path, files: Sequence[Path]) -> str:
@@ -337,23 +332,24 @@ def load_image_folder(params: Params) -> RawDataset:
     """Class-per-subfolder trees: one tree, or pre-split ``train/``, ``valid/`` and ``test/`` trees."""
     root, source = located(params.image_folder.path, params.image_folder.sha256, "image_folder")
     split_dirs = {"train": root}
-    if (root / "train").is_dir():  # Pre-split: each split folder is a class-per-subfolder tree.
+    by_lower_name = {name.lower(): path for name, path in reversed(subfolders(root).items())}
+    if "train" in by_lower_name:  # Pre-split (Train/, train/): each split folder is a class-per-subfolder tree.
         split_dirs = {}
         for split, folders in PRESPLIT_FOLDERS.items():
-            if existing := [root / folder for folder in folders if (root / folder).is_dir()]:
+            if existing := [by_lower_name[folder] for folder in folders if folder in by_lower_name]:
                 split_dirs[split] = existing[0]
-    class_names = tuple(sorted(path.name for path in split_dirs["train"].iterdir() if path.is_dir()))
-    loose = {split: image_files(directory)[0] for split, directory in split_dirs.items()}  # Not in a class folder.
+    class_names = tuple(sorted(subfolders(split_dirs["train"])))
+    loose = {split: image_files(directory) for split, directory in split_dirs.items()}  # Not in a class folder.
     if len(class_names) < 2:
         found = f"only the class folder {class_names[0]!r}" if class_names else "no class folders"
-        hint = (f"; its {len(loose['train'])} images outside any class folder are not used (for classes named in "
-                f"the file names, use dataset: filename_labels)") if loose["train"] else ""
+        hint = (f"; its {len(loose['train'][0])} images outside any class folder are not used (for classes named in "
+                f"the file names, use dataset: filename_labels)") if loose["train"][0] else ""
         raise DataError(f"{split_dirs['train']}: {found}, and a classifier needs a folder of images for each of "
                         f"two classes or more{hint}")
-    splits, skipped, all_files = {}, [], []
+    splits, skipped, all_files, nested = {}, [], [], 0
     for split, directory in split_dirs.items():
-        skipped += [{"file": str(path), "reason": "not in a class folder"} for path in loose[split]]
-        unknown = sorted({path.name for path in directory.iterdir() if path.is_dir()} - set(class_names))
+        skipped += [{"file": str(path), "reason": "not in a class folder"} for path in loose[split][0]] + loose[split][1]
+        unknown = sorted(set(subfolders(directory)) - set(class_names))
         if unknown:
             raise DataError(f"{directory}: class folders {unknown} are not in train's classes {list(class_names)}")
         files, labels = [], []
@@ -361,15 +357,18 @@ def load_image_folder(params: Params) -> RawDataset:
             class_dir = directory / name
             if not class_dir.is_dir():
                 continue
-            found, other = image_files(class_dir)
+            # Sub-folders (a class's photos by date or source) are the class's too.
+            found, other = image_files(class_dir, recursive=True)
             if not found:
                 raise DataError(f"{class_dir}: empty class folder (no JPEG/PNG/BMP/GIF images)")
             files += found
             labels += [label] * len(found)
             skipped += other
+            nested += sum(path.parent != class_dir for path in found)
         splits[split] = SplitSource(labels=np.array(labels, np.int64), files=tuple(files))
         all_files += files
     source["sha256_of_files"] = folder_digest(root, all_files)
+    source["images_in_subfolders"] = nested
     return RawDataset(
         splits=splits, class_names=class_names, source={"name": "image_folder", **source}, skipped=tuple(skipped)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import Counter
@@ -112,31 +113,70 @@ def make_splits(raw: RawDataset, params: Params) -> dict[str, SplitSource]:
     }
 
 
-def native_shape(split: SplitSource, color_mode: str | None) -> tuple[int, int, int]:
-    """(height, width, channels) of the split's images. For files, read from every header: the size
-    most of them have (the odd ones out are named when the split is written), and colour when any
-    file is colour (unless ``color_mode`` is set): one greyscale file sorted first must not make a
-    folder of photos grey, nor one huge photo make every normal one look wrong."""
-    if split.images is not None:
-        return split.images.shape[1:]
-    headers = [header for header in map(read_header, split.files) if header is not None]
+def native_shape(splits: dict[str, SplitSource], color_mode: str | None) -> tuple[int, int, int]:
+    """(height, width, channels) of the dataset's images. For files, read from the headers of every split's:
+    the size most of them have (the odd ones out are named when the split is written), and colour when
+    any file is colour (unless ``color_mode`` is set): one greyscale file sorted first must not make a
+    folder of photos grey, nor one huge photo make every normal one look wrong, nor a colour photo that
+    lands in test be made grey."""
+    if splits["train"].images is not None:
+        return splits["train"].images.shape[1:]
+    files = [path for split in splits.values() for path in split.files or ()]
+    headers = [header for header in map(read_header, files) if header is not None]
     if not headers:
-        raise DataError("no readable image in the train split")
+        raise DataError("no readable image in the dataset")
     sizes = Counter((header.height, header.width) for header in headers)
     (height, width), count = sizes.most_common(1)[0]
     if len(sizes) > 1:
         others = sizes.most_common()[1:]
         listed = ", ".join(f"{h}x{w} ({n})" for (h, w), n in others[:5])
         more = f", and {len(others) - 5} sizes more" if len(others) > 5 else ""
-        log.info("%d of %d training images are %dx%d; the other %d are of %d other sizes: %s%s", count, len(headers),
+        log.info("%d of %d images are %dx%d; the other %d are of %d other sizes: %s%s", count, len(headers),
                  height, width, len(headers) - count, len(others), listed, more)
     if color_mode is not None:
         return (height, width, 1 if color_mode == "grayscale" else 3)
     grey = sum(header.grayscale for header in headers)
     if 0 < grey < len(headers):
-        log.warning("%d of %d training images are greyscale, the others colour: all are made RGB "
+        log.warning("%d of %d images are greyscale, the others colour: all are made RGB "
                     "(set data.color_mode to choose)", grey, len(headers))
     return (height, width, 1 if grey == len(headers) else 3)
+
+
+def leave_out_bad_images(raw: RawDataset) -> tuple[RawDataset, list[dict[str, str]]]:
+    """``data.on_bad_image: skip``: decode every file first and leave the unreadable ones out before any
+    split is made, so that the splits keep every class (a file dropped after splitting could empty a
+    class's share of validation, or a whole split). It costs a second decoding of each file."""
+    splits, bad = {}, []
+    for name, split in raw.splits.items():
+        if split.files is None:
+            splits[name] = split
+            continue
+        good = []
+        for index, path in enumerate(tqdm(split.files, desc=f"checking {name}", unit="image",
+                                          disable=not on_terminal(), leave=False)):
+            try:
+                open_image(path)
+            except DataError as exc:
+                log.warning("skipping %s", exc)
+                bad.append({"file": str(path), "split": name, "error": str(exc)})
+            else:
+                good.append(index)
+        splits[name] = split.subset(np.array(good, dtype=np.int64))
+    return dataclasses.replace(raw, splits=splits), bad
+
+
+def check_splits(splits: dict[str, SplitSource], class_names: Sequence[str], bad_images: int) -> None:
+    """No split is empty (train or evaluate would fail after the hour); a class missing from a split is
+    named, since that split's scores then say nothing of it."""
+    left_out = f" ({bad_images} unreadable image files were left out)" if bad_images else ""
+    for name, split in splits.items():
+        if not len(split):
+            raise DataError(f"the {name} split has no images{left_out}")
+        counts = np.bincount(split.labels, minlength=len(class_names))
+        if missing := [class_names[label] for label in np.flatnonzero(counts == 0)]:
+            if name == "train":
+                raise DataError(f"the train split has no images of {missing}{left_out}: the model could not learn them")
+            log.warning("the %s split has no images of %s%s: its scores say nothing of them", name, missing, left_out)
 
 
 def preprocessing_for(params: Params, native_shape: tuple[int, ...]) -> Preprocessing:
@@ -207,9 +247,12 @@ def prepare(
     if len(raw.class_names) < 2:
         raise DataError(f"{params.dataset}: {len(raw.class_names)} class ({', '.join(map(repr, raw.class_names))}); "
                         f"a classifier needs two or more")
-    splits = make_splits(raw, params)
-    preprocessing = preprocessing_for(params, native_shape(splits["train"], params.data.color_mode))
     bad_images = []
+    if params.data.on_bad_image == "skip":
+        raw, bad_images = leave_out_bad_images(raw)
+    splits = make_splits(raw, params)
+    check_splits(splits, raw.class_names, len(bad_images))
+    preprocessing = preprocessing_for(params, native_shape(splits, params.data.color_mode))
     with atomic_dir(out_dir) as staging:
         for name, split in splits.items():
             bad_images += write_split(staging, name, split, preprocessing, params)

@@ -1,0 +1,158 @@
+"""The hostile-user suite: what a careless user, a hostile one or a faulty machine does, each either working
+or failing in one line naming the culprit, with nothing silently wrong and nothing stale recorded.
+
+One test per case found by trying refinelab that way (README, "Reliability"); cheap: tiny images, no
+training unless the case is about training."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from refinelab.core.errors import DataError
+from refinelab.params.schema import parse_params
+from refinelab.prepare.stage import prepare
+
+
+def write_image(path: Path, value: int, size=(12, 12), mode="RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), value, np.uint8)).convert(mode).save(path)
+    return path
+
+
+def truncated(path: Path) -> Path:
+    write_image(path, 99, size=(40, 40))
+    path.write_bytes(path.read_bytes()[:60])
+    return path
+
+
+def prepare_folder(tmp_path, raw_params, root, **data):
+    params = dict(raw_params, dataset="image_folder", image_folder={"path": str(root)})
+    params["data"] = dict(raw_params["data"], limit=0, **data)
+    meta = prepare(parse_params(params), tmp_path / "prepared", tmp_path / "data.json")
+    return meta, json.loads((tmp_path / "data.json").read_text())
+
+
+# --- folders of images --------------------------------------------------------------------------------
+
+
+def test_bad_files_are_left_out_before_the_split_so_every_split_keeps_every_class(tmp_path, raw_params):
+    """17 unreadable files of 30: dropping them after the split left validation without a bee."""
+    root = tmp_path / "photos"
+    for index in range(15):
+        write_image(root / "ant" / f"{index}.png", 40)
+    for index in range(13):
+        truncated(root / "bee" / f"{index}.jpg")
+    for index in range(13, 17):
+        write_image(root / "bee" / f"{index}.png", 200)
+    truncated(root / "ant" / "99.jpg")
+    meta, report = prepare_folder(tmp_path, raw_params, root, on_bad_image="skip")
+    assert report["bad_images"] == 14
+    for split in ("train", "validation", "test"):
+        assert report["splits"][split]["per_class"]["bee"] >= 1, split
+
+
+def test_a_split_left_empty_by_bad_files_stops_prepare_naming_it(tmp_path, raw_params):
+    root = tmp_path / "photos"
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(root / "train" / name / f"{index}.png", value)
+        truncated(root / "valid" / name / "0.jpg")
+        write_image(root / "test" / name / "0.png", value)
+    with pytest.raises(DataError, match=r"^the validation split has no images \(2 unreadable image files were left out\)"):
+        prepare_folder(tmp_path, raw_params, root, on_bad_image="skip")
+    assert not (tmp_path / "prepared").exists() and not (tmp_path / "data.json").exists()
+
+
+def test_images_in_sub_folders_of_a_class_folder_are_the_class_s(tmp_path, raw_params):
+    root = tmp_path / "photos"
+    for index in range(5):
+        write_image(root / "ant" / f"{index}.png", 40)
+        write_image(root / "bee" / f"{index}.png", 200)
+        write_image(root / "bee" / "2019" / "june" / f"{index}.png", 200)
+    _, report = prepare_folder(tmp_path, raw_params, root)
+    assert sum(split["per_class"]["bee"] for split in report["splits"].values()) == 10
+    assert report["source"]["images_in_subfolders"] == 5
+
+
+def test_one_colour_image_anywhere_makes_the_dataset_colour(tmp_path, raw_params):
+    """The colour mode was decided from the training split: a colour image that landed in test went grey."""
+    root = tmp_path / "photos"
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(root / "train" / name / f"{index}.png", value, mode="L")
+            write_image(root / "test" / name / f"{index}.png", value, mode="L")
+    write_image(root / "test" / "bee" / "colour.png", 120)
+    meta, _ = prepare_folder(tmp_path, raw_params, root)
+    assert meta["preprocessing"]["color_mode"] == "rgb"
+
+
+def test_broken_and_circular_links_are_left_out_and_listed(tmp_path, raw_params):
+    root = tmp_path / "photos"
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(root / name / f"{index}.png", value)
+    (root / "ant" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (root / "bee" / "loop.jpg").symlink_to(root / "bee" / "loop.jpg")
+    (root / "bee" / "again").symlink_to(root / "bee")  # A folder link back up: read once.
+    linked = write_image(tmp_path / "elsewhere" / "linked.png", 200)
+    (root / "bee" / "linked.png").symlink_to(linked)  # A link to a photo is followed.
+    for on_bad_image in ("fail", "skip"):
+        _, report = prepare_folder(tmp_path / on_bad_image, raw_params, root, on_bad_image=on_bad_image)
+        reasons = {Path(entry["file"]).name: entry["reason"] for entry in report["skipped"]}
+        assert reasons["gone.jpg"].startswith("a link that leads nowhere")
+        assert reasons["loop.jpg"].startswith("a link that leads nowhere")
+        assert reasons["again"] == "a link to a folder already read"
+        assert sum(split["per_class"]["bee"] for split in report["splits"].values()) == 7
+
+
+def test_hidden_files_such_as_macos_metadata_are_skipped(tmp_path, raw_params):
+    root = tmp_path / "photos"
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(root / name / f"{index}.jpg", value)
+            (root / name / f"._{index}.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / ".ipynb_checkpoints").mkdir()
+    _, report = prepare_folder(tmp_path, raw_params, root)
+    assert sum(entry["reason"] == "hidden" for entry in report["skipped"]) == 12 + 2
+    assert set(report["splits"]["train"]["per_class"]) == {"ant", "bee"}
+
+
+def test_capitalised_split_folders_are_split_folders(tmp_path, raw_params):
+    root = tmp_path / "photos"
+    for split in ("Train", "Valid", "Test"):
+        for name, value in (("ant", 40), ("bee", 200)):
+            for index in range(3):
+                write_image(root / split / name / f"{index}.png", value)
+    _, report = prepare_folder(tmp_path, raw_params, root)
+    assert {split: data["images"] for split, data in report["splits"].items()} == {"train": 6, "validation": 6, "test": 6}
+
+
+def test_a_float_tiff_in_0_to_1_is_not_a_black_image(tmp_path):
+    from refinelab.prepare.images import open_image
+
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), "F").save(path)
+    assert np.asarray(open_image(path)).mean() == pytest.approx(128, abs=1)
+
+
+def test_boolean_hdf5_images_are_black_and_white_not_black(tmp_path, raw_params):
+    path = tmp_path / "signs.h5"
+    images = np.zeros((12, 8, 8), bool)
+    images[:, 2:6, 2:6] = True
+    with h5py.File(path, "w") as handle:
+        handle["train_set_x"] = images
+        handle["train_set_y"] = np.arange(12) % 2
+    params = dict(raw_params, dataset="h5", h5=dict(raw_params["h5"], train=str(path), test=None))
+    params["data"] = dict(raw_params["data"], limit=0)
+    prepare(parse_params(params), tmp_path / "prepared")
+    from refinelab.data.store import load_split
+
+    assert load_split(tmp_path / "prepared", "train").images.max() == 255
