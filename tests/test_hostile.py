@@ -156,3 +156,43 @@ def test_boolean_hdf5_images_are_black_and_white_not_black(tmp_path, raw_params)
     from refinelab.data.store import load_split
 
     assert load_split(tmp_path / "prepared", "train").images.max() == 255
+
+
+# --- params -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["true", "1.0"])
+def test_a_value_dvc_thinks_equal_is_still_checked(project_copy, project_env, raw_params, value):
+    """`-S epochs=true` when epochs is 1: DVC compares params by value (True == 1) and ran nothing, recording
+    an experiment whose params say `epochs: True`. check_params depends on the file too."""
+    from helpers import commit_params, run
+
+    commit_params(project_copy, dict(raw_params, epochs=1))
+    run(["dvc", "repro", "check_params"], project_copy, env=project_env)
+    run(["git", "add", "-A"], project_copy)
+    run(["git", "commit", "-qm", "checked"], project_copy)
+    result = run(["dvc", "exp", "run", "-S", f"epochs={value}", "check_params"], project_copy, env=project_env,
+                 check=False)
+    assert result.returncode != 0
+    assert f"epochs: Input should be a valid integer (got {value})" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "params.yaml: empty; it holds every param of the pipeline"),
+    ("[model]: cnn_bn\n", 'params.yaml: ["model"]: a key must be a name, not a list or a number'),
+    ("train: {1: 2}\n", "params.yaml: train.1: a key must be a name, not a list or a number"),
+])
+def test_params_files_a_yaml_reader_accepts_fail_in_one_line(tmp_path, text, message):
+    import shutil
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    for name in ("architectures.yaml", "datasets.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "params.yaml").write_text(text)
+    result = subprocess.run([sys.executable, str(ROOT / "stages/check_params.py"), "params.yaml", "a.json", "b.json"],
+                            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr

@@ -27,12 +27,26 @@ def read_params_file(path: str | Path) -> Any:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
 
 
+def check_keys(value: Any, path: Path, where: str = "") -> None:
+    """Every key a name: YAML also allows a list or a number as a key (`[model]: cnn_bn`)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                shown = json.dumps(list(key) if isinstance(key, tuple) else key, default=str)
+                raise ParamsError(f"{path}: {where}{shown}: a key must be a name, not a list or a number")
+            check_keys(item, path, f"{where}{key}.")
+    elif isinstance(value, list):
+        for item in value:
+            check_keys(item, path, where)
+
+
 def read_mapping(path: Path) -> dict[str, Any]:
     raw = read_params_file(path)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    check_keys(raw, path)
     return raw
 
 
@@ -41,6 +55,9 @@ def read_config(params_path: str | Path = DEFAULT_PARAMS_FILE) -> dict[str, Any]
     datasets.yaml beside it, as one mapping."""
     params_path = Path(params_path)
     raw = read_mapping(params_path)
+    if not raw:
+        raise ParamsError(f"{params_path}: empty; it holds every param of the pipeline (`git checkout {params_path}` "
+                          "brings the project's back)")
     presets_path, datasets_path = params_path.parent / PRESETS_FILE, params_path.parent / DATASETS_FILE
     if "architectures" in raw:
         raise ParamsError(f"{params_path}: architectures: the presets live in {presets_path}; tweak one with arch:")

@@ -434,7 +434,10 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "value_error":
         message = error["msg"].removeprefix("Value error, ")
         return f"{location}: {message}" if location else message
-    return f"{location}: {error['msg']} (got {json.dumps(error.get('input'), default=str)})"
+    if error["type"] == "missing":
+        return f"{location}: missing (the project's params.yaml has every key with its default)"
+    given = json.dumps(error.get("input"), default=str)
+    return f"{location}: {error['msg']} (got {given if len(given) <= 80 else given[:77] + '...'})"
 
 
 def parse_params(raw: Any, source: str = "params") -> Params:
