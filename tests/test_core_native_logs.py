@@ -16,6 +16,10 @@ NOISE_LINES = [
     b"I0000 00:00:1796420135.991446   27344 port.cc:153] oneDNN custom operations are on.\n",
     b"E0000 00:00:1796420139.761478   27344 node_def_util.cc:682] NodeDef mentions attribute "
     b"use_unbounded_threadpool which is not in the op definition\n",
+    b"I0000 00:00:1796420852.237238   32023 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use "
+    b"available CPU instructions in performance-critical operations.\n",
+    b"To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the "
+    b"appropriate compiler flags.\n",
 ]
 KEPT_LINES = [
     b"21:35:42 WARNING refinelab.evaluate.health: health check (train): 1 warning\n",

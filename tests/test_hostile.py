@@ -196,3 +196,33 @@ def test_params_files_a_yaml_reader_accepts_fail_in_one_line(tmp_path, text, mes
                             cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
+
+
+# --- training backups ---------------------------------------------------------------------------------
+
+
+def test_a_full_disk_stops_the_epoch_backup_before_it_is_written_and_keeps_the_last_one(tmp_path, monkeypatch):
+    """HDF5 meeting a full disk mid-write printed "Exception ignored" tracebacks and crashed; the short backup
+    then failed every later run with the same params until deleted by hand."""
+    import errno
+    import shutil
+
+    import keras
+
+    from refinelab.train.resume import TrainingBackup, unreadable
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    data = (np.zeros((8, 4), np.float32), np.zeros((8, 2), np.float32))
+    (tmp_path / "live").mkdir()
+    backup = TrainingBackup(tmp_path / "model.keras", {"params": 1})
+    model.fit(*data, epochs=1, verbose=0, callbacks=backup.callbacks(tmp_path / "live"))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100, 100, 0))
+    with pytest.raises(OSError) as error:
+        model.fit(*data, initial_epoch=1, epochs=2, verbose=0, callbacks=backup.callbacks(tmp_path / "live"))
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(backup.dir)
+    monkeypatch.undo()
+    again = TrainingBackup(tmp_path / "model.keras", {"params": 1})
+    assert again.epochs_done == 1 and unreadable(again.latest[1]) is None
+    assert [path.name for path in backup.dir.iterdir()] == ["epoch-1"]  # Nothing half-written.

@@ -45,13 +45,24 @@ def series(folder):
 
 
 def epochs_backed_up(backups) -> int:
-    """The epoch count in Keras' backup record; 0 while it is absent or being written."""
-    for path in backups.glob("*/training_metadata.json"):
-        try:
-            return json.loads(path.read_text())["epoch"]
-        except (ValueError, OSError):
-            return 0
-    return 0
+    """The latest complete epoch backup's epoch; 0 while there is none."""
+    done = [int(path.name.split("-")[1]) for path in backups.glob("*/epoch-*") if path.name.split("-")[1].isdigit()]
+    return max(done, default=0)
+
+
+def fake_epoch_backup(backup, epoch: int):
+    """A complete, readable backup folder of ``epoch`` (not a real model's weights)."""
+    import h5py
+    import numpy as np
+
+    from refinelab.train.resume import EPOCH_FOLDER, LIVE_BACKUP, SEED_STATES, TRAIN_SECONDS, WEIGHTS
+
+    folder = backup.dir / EPOCH_FOLDER.format(epoch=epoch)
+    (folder / LIVE_BACKUP).mkdir(parents=True)
+    with h5py.File(folder / WEIGHTS, "w") as handle:
+        handle["layers/dense/vars/0"] = np.arange(1000, dtype=np.float32)
+    np.savez(folder / SEED_STATES, **{TRAIN_SECONDS: np.float64(epoch)})
+    return folder
 
 
 @pytest.mark.slow
@@ -74,7 +85,7 @@ def test_a_killed_training_resumes_after_its_last_epoch_and_ends_as_an_uninterru
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
     killed_after = epochs_backed_up(backups)
     assert killed_after in (2, 3)
-    (saved,) = backups.glob(f"*/seed_states-{killed_after}.npz")
+    (saved,) = backups.glob(f"*/epoch-{killed_after}/seed_states.npz")
     with np.load(saved) as states:
         killed_seconds = float(states["train_seconds"])
 
@@ -151,12 +162,11 @@ def test_other_params_never_reuse_a_backup(tmp_path):
 
 
 def test_a_finished_run_keeps_the_backups_other_runs_may_continue(tmp_path):
-    from refinelab.train.resume import KERAS_METADATA, TrainingBackup
+    from refinelab.train.resume import TrainingBackup
 
     def backup(key, shared=None, stopped=False):
         made = TrainingBackup(tmp_path / "models/model.keras", {"params": key}, shared)
-        made.dir.mkdir(parents=True)
-        (made.dir / KERAS_METADATA).write_text('{"epoch": 1}')
+        fake_epoch_backup(made, 1)
         if stopped:
             made.keep_stopped()
         return made
@@ -174,7 +184,6 @@ def test_a_finished_run_keeps_the_backups_other_runs_may_continue(tmp_path):
 
 def test_a_backup_past_until_epoch_is_not_used(tmp_path):
     from refinelab.params.schema import parse_params
-    from refinelab.train.resume import KERAS_METADATA
     from refinelab.train.stage import training_backup, training_phases
 
     folder, prepared = workdir(tmp_path, "run", prepared_counts=(12, 6, 6))
@@ -182,8 +191,7 @@ def test_a_backup_past_until_epoch_is_not_used(tmp_path):
     raw["train"]["until_epoch"] = 2
     params = parse_params(raw)
     ahead = training_backup(params, training_phases(params), (prepared, prepared), folder / "models/model.keras")
-    ahead.dir.mkdir(parents=True)
-    (ahead.dir / KERAS_METADATA).write_text('{"epoch": 3}')  # A run with a later stop got there first.
+    fake_epoch_backup(ahead, 3)  # A run with a later stop got there first.
     again = training_backup(params, training_phases(params), (prepared, prepared), folder / "models/model.keras")
     assert again.dir == ahead.dir and again.epochs_done == 0  # Starts over: it would train no epoch.
 
@@ -201,13 +209,26 @@ def test_a_resume_folder_that_cannot_be_made_is_named_before_training(tmp_path, 
         training_backup(params, training_phases(params), (prepared, prepared), folder / "models/model.keras")
 
 
-def test_a_backup_record_killed_while_written_means_starting_over(tmp_path):
-    from refinelab.train.resume import KERAS_METADATA, TrainingBackup
+def test_a_damaged_backup_is_discarded_with_a_warning_and_its_epoch_trained_again(tmp_path, caplog):
+    """A kill while a backup is written leaves a .partial folder, never used; a complete one that cannot be
+    read back (a disk that failed, a full one that let a write through short) falls back to the one before:
+    Keras' own backup fell back to the weights before with the epoch count after, without a word."""
+    from refinelab.train.resume import PARTIAL, WEIGHTS, TrainingBackup
 
     backup = TrainingBackup(tmp_path / "models/model.keras", {"params": 1})
-    backup.dir.mkdir(parents=True)
-    (backup.dir / KERAS_METADATA).write_text('{"epoch": ')  # Half of what Keras writes.
-    assert backup.epochs_done == 0 and not backup.dir.exists()
-    backup.dir.mkdir(parents=True)
-    (backup.dir / KERAS_METADATA).write_text('{"epoch": 3}')
-    assert backup.epochs_done == 3
+    fake_epoch_backup(backup, 2)
+    latest = fake_epoch_backup(backup, 3)
+    latest.rename(latest.with_name(latest.name + PARTIAL))  # Killed while written.
+    assert TrainingBackup(tmp_path / "models/model.keras", {"params": 1}).epochs_done == 2
+
+    latest = fake_epoch_backup(backup, 3)
+    weights = (latest / WEIGHTS).read_bytes()
+    (latest / WEIGHTS).write_bytes(weights[: len(weights) // 2])  # Complete, but short.
+    with caplog.at_level("WARNING"):
+        again = TrainingBackup(tmp_path / "models/model.keras", {"params": 1})
+        assert again.epochs_done == 2 and again.seconds_done == 2.0
+    assert not latest.exists() and "the backup after epoch 3 is damaged" in caplog.text
+
+    for folder in backup.dir.glob("epoch-2"):
+        (folder / WEIGHTS).write_bytes(b"\x89HDF\r\n\x1a\n")
+    assert TrainingBackup(tmp_path / "models/model.keras", {"params": 1}).epochs_done == 0  # Nothing usable.

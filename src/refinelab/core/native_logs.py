@@ -22,6 +22,8 @@ NOISE = re.compile(
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
     rb"|[IW]" + ABSL  # INFO and WARNING, which TF_CPP_MIN_LOG_LEVEL=2 means to hide once absl is set up
     + rb"|E" + ABSL + rb"(NodeDef mentions attribute use_unbounded_threadpool|Unable to register cu\w+ factory)"
+    # The second line of cpu_feature_guard's INFO message.
+    + rb"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.$"
 )
 # A line that may become noise is held until its end; anything else (a progress bar's partial line) goes
 # out at once.

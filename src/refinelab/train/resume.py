@@ -1,9 +1,12 @@
 """Resume training after a kill: the same command continues after the last finished epoch.
 
-At the end of every epoch Keras' ``BackupAndRestore`` saves the weights, the optimizer state and the
-epoch count, and :class:`EpochStateBackup` saves what it leaves out: the random state of the model's
-dropout layers, and dvclive's logs (DVC deletes the stage's outputs, ``metrics/train`` included,
-before it runs the stage again). The backup lives in a scratch
+At the end of every epoch :class:`EpochBackup` saves the weights with the optimizer state, the random
+state of the model's dropout layers, and dvclive's logs (DVC deletes the stage's outputs,
+``metrics/train`` included, before it runs the stage again) into a folder named after the epoch, which
+appears only once complete (written as ``.partial``, then renamed); the two latest are kept. A resumed
+run reads the latest back in full first: one that cannot be read (a damaged disk, or a full one that
+let a write through short) is discarded with a warning and its epoch trained again from the one before.
+The backup lives in a scratch
 folder beside the model, ignored by git and DVC, under a key of everything training depends on (the
 resolved params and the content of the prepared and augmented data): different params or data
 never reuse it. A finished training deletes its backup and those of killed runs beside the model.
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import functools
 import hashlib
 import json
 import logging
@@ -41,10 +46,16 @@ from refinelab.core.fileio import read_json, write_json
 from refinelab.data.store import META_FILE, TRAINING_SET_FILE
 
 log = logging.getLogger(__name__)
-KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's record of the epochs finished.
+EPOCH_FOLDER = "epoch-{epoch}"  # The backup after that many epochs, complete ...
+PARTIAL = ".partial"  # ... unlike one whose name ends so.
+KEPT_EPOCHS = 2  # The latest and the one before, for when the latest cannot be read.
+WEIGHTS = "model.weights.h5"  # Model.save_weights (which wants this ending): weights and optimizer state.
 LIVE_BACKUP = "live"
-SEED_STATES = "seed_states-{epoch}.npz"  # The dropout layers' random state after that many epochs ...
+SEED_STATES = "seed_states.npz"  # The dropout layers' random state ...
 TRAIN_SECONDS = "train_seconds"  # ... and, under this key, the seconds spent training them (all runs together).
+# Free space a backup needs beyond its predecessor's size: a write that meets a full disk inside HDF5
+# can crash the process instead of raising.
+SPARE_BYTES = 16 << 20
 STOPPED = "stopped"  # Marks a backup kept on purpose (train.until_epoch): never cleaned up as a killed run's.
 
 
@@ -77,39 +88,50 @@ class TrainingBackup:
         self.root = Path(shared_root) if self.shared else scratch_root(model_path)
         self.dir = self.root / key
 
+    def epoch_folders(self) -> list[tuple[int, Path]]:
+        """The complete epoch backups, latest first."""
+        found = []
+        for folder in self.dir.glob(EPOCH_FOLDER.format(epoch="*")) if self.dir.is_dir() else []:
+            number = folder.name.removeprefix(EPOCH_FOLDER.format(epoch=""))
+            if number.isdigit():
+                found.append((int(number), folder))
+        return sorted(found, reverse=True)
+
+    @functools.cached_property
+    def latest(self) -> tuple[int, Path | None]:
+        """(epochs done, their backup folder): the latest backup that reads back in full; (0, None) when
+        there is none. A damaged one is deleted, with a warning, and the one before is tried."""
+        for epoch, folder in self.epoch_folders():
+            problem = unreadable(folder)
+            if problem is None:
+                return epoch, folder
+            log.warning("%s: the backup after epoch %d is damaged (%s): discarded, epoch %d is trained again",
+                        folder, epoch, problem, epoch)
+            shutil.rmtree(folder, ignore_errors=True)
+        return 0, None
+
     @property
     def epochs_done(self) -> int:
-        """Epochs a killed run finished (0 when there is nothing to resume). Keras writes its record in
-        place: a kill while it writes leaves it unreadable, and then the run starts over."""
-        metadata = self.dir / KERAS_METADATA
-        if not metadata.is_file():
-            return 0
-        try:
-            return int(read_json(metadata)["epoch"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("%s: unreadable (killed while written); training starts over", metadata)
-            shutil.rmtree(self.dir, ignore_errors=True)
-            return 0
+        """Epochs a killed run finished (0 when there is nothing to resume)."""
+        return self.latest[0]
 
     @property
     def seconds_done(self) -> float | None:
         """Seconds the killed runs spent training the epochs a run continues after (0 with nothing to
-        resume); None when the backup does not say (made by an older refinelab)."""
-        if not self.epochs_done:
+        resume)."""
+        epoch, folder = self.latest
+        if folder is None:
             return 0.0
-        saved = self.dir / SEED_STATES.format(epoch=self.epochs_done)
-        if not saved.is_file():
-            return None
-        with np.load(saved) as states:
-            return float(states[TRAIN_SECONDS]) if TRAIN_SECONDS in states else None
+        with np.load(folder / SEED_STATES) as states:
+            return float(states[TRAIN_SECONDS])
 
     def restore_live_logs(self, live_dir: str | Path) -> bool:
         """Put the killed run's dvclive logs back, cut to the epochs whose weights were saved; True if
         there were any (dvclive then resumes its steps)."""
-        saved = self.dir / LIVE_BACKUP
-        done = self.epochs_done
-        if not done or not saved.is_dir():
+        done, folder = self.latest
+        if folder is None:
             return False
+        saved = folder / LIVE_BACKUP
         live_dir = Path(live_dir)
         shutil.rmtree(live_dir, ignore_errors=True)
         shutil.copytree(saved, live_dir)
@@ -126,11 +148,8 @@ class TrainingBackup:
         return True
 
     def callbacks(self, live_dir: str | Path) -> list[keras.callbacks.Callback]:
-        """After dvclive's callback: save its logs and the random state, then the weights."""
-        return [
-            EpochStateBackup(live_dir, self),
-            EpochBackupAndRestore(str(self.dir)),
-        ]
+        """After dvclive's callback (its logs of the epoch are in the backup)."""
+        return [EpochBackup(live_dir, self)]
 
     def keep_stopped(self) -> None:
         """Training stopped on purpose: keep this backup for the run that continues it."""
@@ -148,18 +167,25 @@ class TrainingBackup:
             self.root.rmdir()  # Only if nothing is left in it.
 
 
-class EpochBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore`` saving at every epoch's end, into two checkpoints (a kill while the
-    latest is written falls back to the one before), declared safe for Keras' asynchronous batch callbacks.
+def unreadable(folder: Path) -> str | None:
+    """Why the epoch backup in ``folder`` cannot be used (every array of it is read), or None."""
+    import h5py
 
-    Undeclared, its batch hook (which does nothing when saving per epoch) made Keras read every step's
-    loss in the training thread: on JAX, a wait for the device after each step, so a GPU idled while the
-    next batch was read and sent (TensorFlow's backend never dispatches them asynchronously)."""
+    def read(_, item):
+        if isinstance(item, h5py.Dataset):
+            item[()]
 
-    async_safe = True
-
-    def __init__(self, backup_dir: str):
-        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
+    try:
+        with h5py.File(folder / WEIGHTS, "r") as handle:
+            handle.visititems(read)
+        with np.load(folder / SEED_STATES) as states:  # No pickles: np.load refuses them by default.
+            for key in states.files:
+                states[key]
+        if not (folder / LIVE_BACKUP).is_dir():
+            return f"no {LIVE_BACKUP}/"
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the backup is unusable.
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def seed_state_variables(model: keras.Model) -> dict[str, Any]:
@@ -167,9 +193,22 @@ def seed_state_variables(model: keras.Model) -> dict[str, Any]:
     return {variable.path: variable for variable in model.variables if variable.path.endswith("seed_generator_state")}
 
 
-class EpochStateBackup(keras.callbacks.Callback):
-    """Saves, at the end of every epoch, dvclive's folder, the layers' random state and the seconds trained
-    so far into the backup; restores the random state when training starts from a backup."""
+def check_free_space(folder: Path, previous: Path | None) -> None:
+    """Raise ENOSPC before writing a backup the disk has no room for (HDF5 meeting a full disk mid-write
+    can crash the process; this way the stage ends with one line naming the folder)."""
+    needed = SPARE_BYTES + (sum(path.stat().st_size for path in previous.rglob("*") if path.is_file()) if previous else 0)
+    if shutil.disk_usage(folder).free < needed:
+        raise OSError(errno.ENOSPC, f"No space left on device for the epoch backup (about {needed >> 20} MB)", str(folder))
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """At every epoch's end, writes the epoch's backup folder (see the module); when training starts
+    from a backup, restores the weights, the optimizer state and the random state, and the epoch count.
+
+    Declared safe for Keras' asynchronous batch callbacks (it has no batch hook): undeclared, Keras read
+    every step's loss in the training thread, on JAX a wait for the device after each step."""
+
+    async_safe = True
 
     def __init__(self, live_dir: str | Path, backup: TrainingBackup):
         super().__init__()
@@ -177,22 +216,33 @@ class EpochStateBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.started, self.seconds_before = time.perf_counter(), self.backup.seconds_done or 0.0
-        saved = self.backup.dir / SEED_STATES.format(epoch=self.backup.epochs_done)
-        if self.backup.epochs_done and saved.is_file():
-            with np.load(saved) as states:
-                for path, variable in seed_state_variables(self.model).items():
-                    if path in states:
-                        variable.assign(states[path])
+        epoch, folder = self.backup.latest
+        if folder is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # Its variables exist to be loaded.
+        self.model.load_weights(str(folder / WEIGHTS))
+        with np.load(folder / SEED_STATES) as states:
+            for path, variable in seed_state_variables(self.model).items():
+                if path in states:
+                    variable.assign(states[path])
+        self.model._initial_epoch = epoch  # What Keras' BackupAndRestore sets: fit continues from there.
 
     def on_epoch_end(self, epoch, logs=None):
-        folder = self.backup.dir
-        folder.mkdir(parents=True, exist_ok=True)
+        done = epoch + 1
+        self.backup.dir.mkdir(parents=True, exist_ok=True)
+        check_free_space(self.backup.dir, next((folder for _, folder in self.backup.epoch_folders()), None))
+        final = self.backup.dir / EPOCH_FOLDER.format(epoch=done)
+        staging = final.with_name(final.name + PARTIAL)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        self.model.save_weights(str(staging / WEIGHTS))
         states = {path: keras.ops.convert_to_numpy(variable) for path, variable in seed_state_variables(self.model).items()}
         states[TRAIN_SECONDS] = np.float64(self.seconds_before + time.perf_counter() - self.started)
-        np.savez(folder / SEED_STATES.format(epoch=epoch + 1), **states)
-        (folder / SEED_STATES.format(epoch=epoch - 1)).unlink(missing_ok=True)  # Keep this epoch's and the last.
-        staging = folder / f"{LIVE_BACKUP}.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(self.live_dir, staging)
-        shutil.rmtree(folder / LIVE_BACKUP, ignore_errors=True)
-        staging.rename(folder / LIVE_BACKUP)
+        np.savez(staging / SEED_STATES, **states)
+        shutil.copytree(self.live_dir, staging / LIVE_BACKUP)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        for _, older in self.backup.epoch_folders()[KEPT_EPOCHS:]:
+            shutil.rmtree(older, ignore_errors=True)
+        self.backup.__dict__.pop("latest", None)  # Read again if asked.

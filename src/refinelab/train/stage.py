@@ -322,6 +322,7 @@ def training_backup(
         log.warning("a backup of these params is at epoch %d, past train.until_epoch=%d: training starts over",
                     backup.epochs_done, until)
         shutil.rmtree(backup.dir, ignore_errors=True)
+        backup = TrainingBackup(model_path, identity, shared_backup_folder())  # Finds nothing now.
     return backup
 
 
