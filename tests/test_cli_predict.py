@@ -187,3 +187,21 @@ def test_a_model_file_copied_alone_predicts(grayscale_model, images, tmp_path, c
     folder, _ = images
     assert main(["predict", "--model", str(alone), str(folder)]) == 0
     assert capsys.readouterr().out.count("\n") >= 2
+
+
+def test_predictions_piped_into_a_reader_that_leaves_end_quietly(tmp_path, grayscale_model, images):
+    """`refinelab predict photos | head -1`: a BrokenPipeError traceback before."""
+    _, model_path = grayscale_model
+    folder, _ = images
+    process = subprocess.Popen([sys.executable, "-m", "refinelab", "predict", "--model", str(model_path), str(folder)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    process.stdout.close()  # The reader is gone before the first line.
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 141 and "Traceback" not in stderr and "Broken pipe" not in stderr, stderr
+
+
+def test_an_output_path_inside_a_file_is_one_line_before_any_work(tmp_path, caplog):
+    (tmp_path / "a-file").write_text("")
+    assert main(["compare", "--repo", str(tmp_path), "-o", str(tmp_path / "a-file" / "compare.md")]) == 2
+    assert caplog.messages == [f"{tmp_path / 'a-file'}: cannot write there (a file, not a folder)"]

@@ -15,13 +15,15 @@ from pathlib import Path
 
 from refinelab import __version__
 from refinelab.core.errors import DataError, RefinelabError
-from refinelab.core.runner import debug_requested, setup_logging
+from refinelab.core.fileio import ensure_writable
+from refinelab.core.runner import debug_requested, environment_error, setup_logging
 
 log = logging.getLogger("refinelab")
 
 # Exit statuses: 1 some image files could not be read (the others were predicted), 2 a usage or input error.
 EXIT_FILE_ERRORS = 1
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader left.
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -59,6 +61,7 @@ def predict(args: argparse.Namespace) -> int:
 def compare(args: argparse.Namespace) -> int:
     from refinelab.report.compare import compare as write_comparison
 
+    ensure_writable(args.output)  # Before the minutes `dvc exp show` may take.
     write_comparison(Path(args.repo), args.experiments, Path(args.output), all_commits=args.all_commits)
     return 0
 
@@ -66,6 +69,7 @@ def compare(args: argparse.Namespace) -> int:
 def report(args: argparse.Namespace) -> int:
     from refinelab.report.compare import pull_request_report
 
+    ensure_writable(args.output)
     text = pull_request_report(Path(args.repo), args.base, Path(args.output))
     if args.print:
         sys.stdout.write(text)
@@ -197,6 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         log.error("%s", exc)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:
+        # The reader left (`refinelab predict photos | head -1`): stop quietly, as other commands do. Python
+        # would report the pipe again when it flushes stdout at exit: point stdout at nothing (Python's docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if debug or (message := environment_error(exc)) is None:
+            raise
+        log.error("%s", message)
         return EXIT_USER_ERROR
 
 

@@ -133,6 +133,8 @@ def ensure_writable(*paths: str | Path) -> None:
     """Check, before any long work, that each path's folder can be created and written in: a
     read-only ``models/`` found after an hour of training loses the hour."""
     for folder in {Path(path).parent for path in paths}:
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"{folder}: cannot write there (a file, not a folder)")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):

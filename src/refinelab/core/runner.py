@@ -31,8 +31,16 @@ def on_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-# Errors of the machine, not of the code: a full disk, a read-only or forbidden folder.
-ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+# Errors of the machine or of a path given, not of the code: a full disk, a read-only or forbidden folder,
+# a file where a folder should be.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+
+
+def environment_error(exc: OSError) -> str | None:
+    """The one line that reports ``exc`` when it is an error of the machine (ENVIRONMENT_ERRNOS), else None."""
+    if exc.errno not in ENVIRONMENT_ERRNOS:
+        return None
+    return f"{exc.filename or 'writing the output'}: {exc.strerror}"
 
 
 # The experiment lock DVC takes before it writes `dvc exp run -S` values into the workspace (for a
@@ -89,9 +97,9 @@ def run_stage(main: Callable[[], None], writes_workspace: Callable[[], bool] = l
         log.error("%s", exc)
         sys.exit(2)
     except OSError as exc:
-        if debug or exc.errno not in ENVIRONMENT_ERRNOS:
+        if debug or (message := environment_error(exc)) is None:
             raise
-        log.error("%s: %s", exc.filename or "writing the stage's output", exc.strerror)
+        log.error("%s", message)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C: a user's decision, not a bug; the traceback (TensorFlow's) says nothing.
         if debug:
