@@ -226,3 +226,27 @@ def test_a_full_disk_stops_the_epoch_backup_before_it_is_written_and_keeps_the_l
     again = TrainingBackup(tmp_path / "model.keras", {"params": 1})
     assert again.epochs_done == 1 and unreadable(again.latest[1]) is None
     assert [path.name for path in backup.dir.iterdir()] == ["epoch-1"]  # Nothing half-written.
+
+
+# --- files between stages -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damaged", ["probabilities.npy", "prepared/test_images.npy"])
+@pytest.mark.parametrize("damage", ["truncated", "not numpy"])
+def test_a_stage_run_on_a_damaged_npy_names_it_in_one_line(tmp_path, damaged, damage):
+    """A stage script run by hand on a truncated .npy: a numpy ValueError traceback before."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT, write_prepared
+
+    prepared = write_prepared(tmp_path / "prepared", (8, 8, 1), 3)
+    np.save(tmp_path / "probabilities.npy", np.full((32, 3), 1 / 3, np.float32))
+    target = tmp_path / damaged
+    target.write_bytes(target.read_bytes()[:100] if damage == "truncated" else b"PK\x03\x04 a zip, not an array")
+    (tmp_path / "live").mkdir()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages/plot.py"), "live", str(prepared), "probabilities.npy", "figures"],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"{damaged}: not a readable array file" in result.stderr

@@ -89,13 +89,24 @@ def save_split(directory: Path, name: str, images: np.ndarray, labels: np.ndarra
         writer.append(images, labels)
 
 
+def load_array(path: str | Path, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` file a stage wrote (no pickles); a missing, truncated or damaged one is a :class:`DataError`
+    naming it."""
+    try:
+        if mmap:
+            return np.lib.format.open_memmap(path, mode="r")
+        with open(path, "rb") as handle:  # A .npy only: np.load would take a zip for an .npz.
+            return np.lib.format.read_array(handle, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; run the stage that writes it first") from None
+    except (ValueError, OSError, EOFError) as exc:  # What numpy raises for a short or mangled file.
+        raise DataError(f"{path}: not a readable array file ({exc}); run the stage that writes it again") from None
+
+
 def load_split(directory: str | Path, name: str) -> Split:
     directory = Path(directory)
-    try:
-        images = np.load(directory / f"{name}_images.npy", mmap_mode="r")
-        labels = np.load(directory / f"{name}_labels.npy")
-    except FileNotFoundError as exc:
-        raise DataError(f"{exc.filename}: missing; run the stage that writes {directory} first") from None
+    images = load_array(directory / f"{name}_images.npy", mmap=True)
+    labels = load_array(directory / f"{name}_labels.npy")
     if len(images) != len(labels):
         raise DataError(f"{directory}/{name}: {len(images)} images but {len(labels)} labels")
     return Split(images, labels)

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from refinelab.core.figures import image_grid, save_figure  # noqa: E402
-from refinelab.data.store import load_meta, load_split  # noqa: E402
+from refinelab.data.store import load_array, load_meta, load_split  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def plot_all(
     out_dir = Path(out_dir)
     class_names = load_meta(prepared_dir)["class_names"]
     test = load_split(prepared_dir, "test")
-    probabilities = np.load(probabilities_file)
+    probabilities = load_array(probabilities_file)
     save_figure(learning_curves(live_plots_dir), out_dir / "learning_curves.png")
     save_figure(confusion_heatmap(test.labels, probabilities, class_names), out_dir / "confusion_matrix.png")
     save_figure(
