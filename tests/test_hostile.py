@@ -250,3 +250,33 @@ def test_a_stage_run_on_a_damaged_npy_names_it_in_one_line(tmp_path, damaged, da
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"{damaged}: not a readable array file" in result.stderr
+
+
+# --- two runs at once -----------------------------------------------------------------------------------
+
+
+def test_a_stage_that_finds_another_run_writing_the_workspace_stops_in_one_line(tmp_path):
+    """Two `dvc exp run` 1-1.5 s apart: the first run's check_params met the second's lock with a LockError
+    traceback."""
+    import subprocess
+    import sys
+
+    from dvc.fs import localfs
+    from dvc.rwlock import rwlock
+
+    from helpers import ROOT
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    for name in ("params.yaml", "architectures.yaml", "datasets.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    locks = tmp_path / ".dvc" / "tmp" / "exps"
+    locks.mkdir(parents=True, exist_ok=True)
+    # What `dvc exp run` holds while it writes its -S values into params.yaml.
+    with rwlock(str(locks), localfs, "dvc exp run -S dropout=0.5", [], ["refs/exps/stash"], hardlink=False):
+        result = subprocess.run([sys.executable, str(ROOT / "stages/check_params.py"), "params.yaml",
+                                 "checked.json", "spec.json"], cwd=tmp_path, capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "another `dvc exp run` is changing this workspace's params" in result.stderr
+    assert not (tmp_path / "checked.json").exists()

@@ -20,6 +20,13 @@ from helpers import ROOT, run, write_prepared
 CONFIG_FILES = ("params.yaml", "architectures.yaml", "datasets.yaml")
 
 
+@pytest.fixture(autouse=True)
+def outside_the_project(tmp_path, monkeypatch):
+    """Stages run here in-process: not in the project's folder, whose workspace lock another test worker
+    may hold."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
 def test_a_full_disk_or_forbidden_folder_is_one_line(code, caplog):
     def main():

@@ -15,3 +15,7 @@ class DataError(RefinelabError, ValueError):
 
 class ClusterError(RefinelabError):
     """Another worker of a multi-worker training cluster stopped or cannot be reached."""
+
+
+class WorkspaceBusyError(RefinelabError):
+    """Another `dvc exp run` holds the workspace: this one would run on a mix of both runs' params."""

@@ -6,12 +6,13 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from refinelab.core.environment import DEBUG_ENV
-from refinelab.core.errors import RefinelabError
+from refinelab.core.errors import RefinelabError, WorkspaceBusyError
 from refinelab.core.native_logs import hide_native_noise
 
 log = logging.getLogger("refinelab")
@@ -63,11 +64,22 @@ def workspace_run_lock(stage: str) -> Iterator[None]:
         yield
         return
     from dvc.fs import localfs
+    from dvc.lock import LockError
     from dvc.rwlock import rwlock
 
     EXPERIMENT_LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    with rwlock(str(EXPERIMENT_LOCK_DIR.resolve()), localfs, BUSY_MESSAGE.format(stage=stage), [],
-                [WORKSPACE_RUN_LOCK], hardlink=False):
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(rwlock(str(EXPERIMENT_LOCK_DIR.resolve()), localfs, BUSY_MESSAGE.format(stage=stage), [],
+                                  [WORKSPACE_RUN_LOCK], hardlink=False))
+    except LockError as exc:
+        # Another `dvc exp run` is writing its values into params.yaml: going on would train on a mix.
+        holders = "; ".join(re.findall(r"\(PID \d+\): [^\n]*", str(exc))) or str(exc).splitlines()[0]
+        raise WorkspaceBusyError(
+            f"{stage}: another `dvc exp run` is changing this workspace's params ({holders}); this run stops rather "
+            "than train on a mix of both runs' values. Run experiments one at a time here, or queue them: "
+            "`dvc exp run --queue -S ...`, then `dvc queue start`") from None
+    with held:
         yield
 
 
