@@ -3,7 +3,7 @@
 The train stage (``stages/train.py``, the command dvc.yaml runs) with the project's params for
 ``--epochs`` epochs: alone (``distribute: none``, every core), then as a cluster of ``--workers``
 processes on localhost (``TF_CONFIG`` with loopback ports, the cores shared out through
-``REFINELAB_THREADS``). On one machine a cluster cannot be faster: the ratio measures what the
+``train.threads``). On one machine a cluster cannot be faster: the ratio measures what the
 collectives cost, and the validation accuracies should agree (batch-norm statistics and dropout are
 per replica, so not to the digit). Needs the prepared data (`dvc repro augment` first) in this project,
 or in another one (``--project``: its data/augmented and data/prepared, its params.yaml by default).
@@ -34,11 +34,9 @@ def run_train(project: Path, train_dir: Path, prepared_dir: Path, workers: int) 
     """The train stage in ``project`` as ``workers`` processes (1: alone); its timing and summary."""
     command = [sys.executable, str(ROOT / "stages" / "train.py"), str(train_dir), str(prepared_dir),
                "models/model.keras", "metrics/train", "metrics/model.json", "metrics/timing.json"]
-    cores = os.cpu_count() or 1
     environments = [dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")]
     if workers > 1:
-        environments = [dict(environments[0], REFINELAB_THREADS=str(max(1, cores // workers)), TF_CONFIG=tf_config)
-                        for tf_config in localhost_cluster(workers)]
+        environments = [dict(environments[0], TF_CONFIG=tf_config) for tf_config in localhost_cluster(workers)]
     processes = [subprocess.Popen(command, cwd=project, env=environment, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True) for environment in environments]
     logs = [process.communicate()[1] for process in processes]
@@ -69,6 +67,8 @@ def main() -> None:
             raw = read_config(params_file)
             raw["epochs"] = args.epochs
             raw.setdefault("train", {})["distribute"] = distribute
+            if workers > 1:  # The workers share the cores.
+                raw["train"]["threads"] = max(1, (os.cpu_count() or 1) // workers)
             write_config(project, raw)
             results.append(run_train(project, train_dir.resolve(), prepared_dir.resolve(), workers))
             print(json.dumps(results[-1]), flush=True)

@@ -3,7 +3,7 @@ against a grid given the same epoch budget. Everything runs in a fresh copy of t
 Fashion-MNIST subset (``--limit`` images per split), through the same code `refinelab search` runs.
 
 - jobs: the same 4 experiments (dropout 0.1-0.4, 2 epochs) run by 1 worker with all cores, then by
-  2 workers with ``REFINELAB_THREADS`` = cores / 2 (what ``refinelab search --jobs 2`` sets).
+  2 workers with ``train.threads`` = cores / 2 (what ``refinelab search --jobs 2`` sets).
 - study: ``--trials`` random trials over dropout, l2, learning rate and conv widths, halving with eta 4
   up to ``--epochs``; grid: dropout x learning rate x widths (8 trials) at ``--epochs``: the same number of
   trial-epochs with the defaults (16 x 2 + 4 x 8 = 8 x 8 = 64). Both with ``--jobs`` workers.
@@ -27,8 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ROOT, machine, project_copy, run  # noqa: E402
 
-from refinelab.cli.search import DvcRunner, best_trial, halving_rungs, parse_space, propose, run_study, shared_backups  # noqa: E402
-from refinelab.core.environment import THREADS_ENV
+from refinelab.cli.search import (  # noqa: E402
+    DvcRunner, best_trial, halving_rungs, parse_space, propose, run_study, shared_backups, worker_threads,
+)
 from refinelab.params.files import read_config, write_config  # noqa: E402
 from refinelab.report.experiments import dvc  # noqa: E402
 
@@ -53,25 +54,16 @@ def timed(action) -> tuple[float, object]:
     return round(time.monotonic() - start, 1), result
 
 
-def with_workers(jobs: int) -> None:
-    """Threads per worker as `refinelab search --jobs` sets them (all cores for one worker)."""
-    os.environ.pop(THREADS_ENV, None)
-    if jobs > 1:
-        os.environ[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // jobs))
-
-
 def compare_jobs(runner: DvcRunner, epochs: int) -> dict:
     results = {}
     for jobs in (1, 2):
-        with_workers(jobs)
         for index, dropout in enumerate((0.1, 0.2, 0.3, 0.4)):
-            runner.queue(f"jobs{jobs}-{index + 1}", {"dropout": dropout, "epochs": epochs})
+            runner.queue(f"jobs{jobs}-{index + 1}", {**worker_threads(jobs), "dropout": dropout, "epochs": epochs})
         results[f"j{jobs}"], _ = timed(lambda: runner.run_queued(jobs))
     return {"wall_s": results, "j2_speedup": round(results["j1"] / results["j2"], 3)}
 
 
 def study(name: str, runner: DvcRunner, proposals: list[dict], epochs: int, eta: int, jobs: int) -> dict:
-    with_workers(jobs)
     with shared_backups(runner.repo, name):
         wall, trials = timed(lambda: run_study(name, proposals, runner, epochs, eta=eta, jobs=jobs))
     best = best_trial(trials)

@@ -1,7 +1,8 @@
 """Stage check_params: validate the whole params.yaml before any other stage runs.
 
-It depends on every param, so an unknown top-level key, a rejected value or an absolute dataset path
-that does not exist stops `dvc repro` and `dvc exp run` here, before DVC deletes any other stage's outputs; its
+It depends on every param, so an unknown top-level key, a rejected value, an absolute dataset path that
+does not exist, a missing pretrained model file or an architecture the images are too small (or too large)
+for stops `dvc repro` and `dvc exp run` here, before DVC deletes any other stage's outputs; its
 output only says the check passed, so a passing check re-runs nothing downstream. It also writes what
 decides a frozen base's features (the features stage's only param-like dependency)."""
 
@@ -11,7 +12,8 @@ from refinelab.core.fileio import write_json
 from refinelab.core.runner import run_stage
 from refinelab.features.spec import frozen_features
 from refinelab.params.files import load_params
-from refinelab.prepare.sources import check_locations
+from refinelab.params.preflight import check_before_running
+from refinelab.prepare.sources import check_locations, expected_input
 
 
 def main() -> None:
@@ -22,6 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params_file)
     check_locations(params)
+    check_before_running(params, *expected_input(params))
     write_json(args.checked_file, {"params": "valid"})
     write_json(args.features_spec, frozen_features(params))
 

@@ -4,6 +4,7 @@ halving keeps the trials with the best validation accuracy (a stubbed metric sou
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -95,9 +96,11 @@ def test_halving_keeps_the_best_by_validation_accuracy_and_never_the_test_set():
     assert runner.runs == [["study-01-e1", "study-02-e1", "study-03-e1", "study-04-e1"],
                            ["study-03-e2", "study-04-e2"], ["study-04-e4"]]
     # Every run has the full schedule; the rungs before the last stop early, and the next one continues.
-    assert runner.queued["study-01-e1"] == {"dropout": 0.1, "epochs": 4, "++train.until_epoch": 1}
-    assert runner.queued["study-03-e2"] == {"dropout": 0.2, "epochs": 4, "++train.until_epoch": 2}
-    assert runner.queued["study-04-e4"] == {"dropout": 0.3, "epochs": 4}
+    # Two workers side by side share the cores: each trial's TensorFlow gets half (a param: it changes results).
+    threads = {"++train.threads": max(1, (os.cpu_count() or 1) // 2)}
+    assert runner.queued["study-01-e1"] == {**threads, "dropout": 0.1, "epochs": 4, "++train.until_epoch": 1}
+    assert runner.queued["study-03-e2"] == {**threads, "dropout": 0.2, "epochs": 4, "++train.until_epoch": 2}
+    assert runner.queued["study-04-e4"] == {**threads, "dropout": 0.3, "epochs": 4}
     best = best_trial(trials)
     assert best.name == "study-04-e4" and best.test_accuracy == pytest.approx(0.7)
     text = summary(trials)

@@ -299,15 +299,6 @@ save_model(model, sys.argv[1], {"seed": 0})
     assert reloaded.predict(np.ones((1, 4)), verbose=0).shape == (1, 2)
 
 
-def test_a_bad_thread_count_is_named(monkeypatch):
-    from refinelab.core.errors import ParamsError
-    from refinelab.train.stage import limit_threads
-
-    monkeypatch.setenv("REFINELAB_THREADS", "two")
-    with pytest.raises(ParamsError, match="REFINELAB_THREADS='two'"):
-        limit_threads()
-
-
 def test_the_pydataset_pipeline_under_fit_draws_epoch_e_from_seed_and_e(tmp_path, monkeypatch):
     """The pipeline JAX uses, trained here with TensorFlow: Keras calls a PyDataset's on_epoch_end once
     more than there are epochs, so the epoch number must come from fit itself."""

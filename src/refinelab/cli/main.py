@@ -78,7 +78,6 @@ def report(args: argparse.Namespace) -> int:
 
 def search(args: argparse.Namespace) -> int:
     from refinelab.cli.search import DvcRunner, load_space, propose, run_study, shared_backups, summary
-    from refinelab.core.environment import THREADS_ENV
     from refinelab.params.files import read_config
     from refinelab.report.experiments import dvc
 
@@ -87,8 +86,6 @@ def search(args: argparse.Namespace) -> int:
     epochs = args.epochs or read_config(Path(args.repo) / "params.yaml")["epochs"]
     log.info("study %s: %d trials (%s, seed %d), up to %d epochs", args.name, len(proposals), args.strategy,
              args.seed, epochs)
-    if args.jobs > 1:  # Workers share the cores instead of each taking all of them.
-        os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // args.jobs)))
     with shared_backups(Path(args.repo), args.name):
         trials = run_study(args.name, proposals, DvcRunner(Path(args.repo), dvc), epochs, eta=args.halving,
                            jobs=args.jobs)

@@ -42,6 +42,8 @@ REPORTED_METRIC = "accuracy"
 EPOCHS_KEY = "epochs"
 # Where a rung's runs stop; not in params.yaml, so added (`++` adds or replaces).
 UNTIL_KEY = "++train.until_epoch"
+# Workers running side by side share the cores instead of each taking all of them.
+THREADS_KEY = "++train.threads"  # Not in params.yaml (its default is auto).
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -227,6 +229,7 @@ def run_study(
     if not NAME_PATTERN.match(study):
         raise ParamsError(f"name: {study!r}: letters, digits, '-' and '_' only (it starts every experiment's name)")
     rungs = halving_rungs(len(proposals), max_epochs, eta)
+    threads = worker_threads(jobs)
     alive = list(range(len(proposals)))
     finished: list[Trial] = []
     for rung, (keep, epochs) in enumerate(rungs):
@@ -239,13 +242,18 @@ def run_study(
         names = [trial_name(study, index, epochs) for index in alive]
         stop = {UNTIL_KEY: epochs} if epochs < max_epochs else {}
         for index, name in zip(alive, names):
-            runner.queue(name, {**proposals[index], EPOCHS_KEY: max_epochs, **stop})
+            runner.queue(name, {**threads, **proposals[index], EPOCHS_KEY: max_epochs, **stop})
         runner.run_queued(jobs)
         scores = runner.scores(names)
         for index, name in zip(alive, names):
             finished.append(Trial(name, proposals[index], epochs, rung, scores[name].get(SELECTION_METRIC),
                                   scores[name].get(REPORTED_METRIC)))
     return finished
+
+
+def worker_threads(jobs: int) -> dict[str, int]:
+    """The -S value that makes ``jobs`` workers side by side share the cores (none for one worker)."""
+    return {THREADS_KEY: max(1, (os.cpu_count() or 1) // jobs)} if jobs > 1 else {}
 
 
 def trial_name(study: str, index: int, epochs: int) -> str:

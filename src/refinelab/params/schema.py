@@ -154,6 +154,10 @@ class TrainParams(StrictModel):
     # Stop after this many of `epochs` epochs, the schedule still spanning all of them, and keep the
     # backup: the same params without it continue from there (successive halving's rungs); null = all.
     until_epoch: Optional[int] = Field(None, ge=1)
+    # TensorFlow's thread pools in train: auto = its default (every core); a number limits them, for runs
+    # side by side (`dvc queue start -j N`). A param, not a machine setting: the count changes how sums are
+    # split between threads, so results differ in the last digits (0.7417 and 0.7300 on one run).
+    threads: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = "auto"
 
     @field_validator("distribute")
     @classmethod

@@ -294,6 +294,21 @@ def located(location: str | None, sha256: str | None, section: str) -> tuple[Pat
     return path, source
 
 
+# The built-in datasets' image shape and number of classes, known before prepare: check_params builds the
+# architecture for them (tests check each loader against this).
+KNOWN_SHAPES = {"fashion_mnist": ((28, 28, 1), 10), "mnist": ((28, 28, 1), 10), "digits": ((8, 8, 1), 10)}
+
+
+def expected_input(params: Params) -> tuple[tuple[int, int, int] | None, int]:
+    """(image shape, classes) the model will be built for, as far as known before prepare: the shape is
+    None for a dataset of files without data.image_size, and the classes 2 where the data decides them."""
+    native, classes = KNOWN_SHAPES.get(params.dataset, (None, 2))
+    if not params.data.image_size:
+        return native, classes
+    channels = {"grayscale": 1, "rgb": 3}.get(params.data.color_mode, native[-1] if native else 3)
+    return (*params.data.image_size, channels), classes
+
+
 # The params naming a dataset's files or folders, for the datasets that have them, and their checksums'.
 LOCATION_KEYS = {"h5": {"train": "train_sha256", "test": "test_sha256"}, "image_folder": {"path": "sha256"},
                  "filename_labels": {"path": "sha256"}}

@@ -18,7 +18,7 @@ from dvclive.utils import standardize_metric_name
 from sklearn.utils.class_weight import compute_class_weight
 
 from refinelab.augment.ops import online_augmenter
-from refinelab.core.environment import RESUME_DIR_ENV, THREADS_ENV
+from refinelab.core.environment import RESUME_DIR_ENV
 from refinelab.core.errors import ParamsError
 from refinelab.core.fileio import write_json
 from refinelab.core.runner import on_terminal
@@ -63,23 +63,20 @@ def on_tensorflow() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def limit_threads() -> None:
-    """Apply $REFINELAB_THREADS; it must come before TensorFlow runs its first op. JAX has no such
-    setting: there it is reported and not applied."""
-    threads = os.environ.get(THREADS_ENV)
-    if not threads:
+def limit_threads(threads: int | str) -> None:
+    """Apply ``train.threads``; it must come before TensorFlow runs its first op. JAX has no such setting:
+    there it is reported and not applied."""
+    if threads == "auto":
         return
-    if not threads.isdigit() or int(threads) < 1:
-        raise ParamsError(f"{THREADS_ENV}={threads!r}: expected a number of threads, at least 1")
     if not on_tensorflow():
-        log.warning("%s=%s is not applied: it sets TensorFlow's thread pools, and the backend is %s",
-                    THREADS_ENV, threads, keras.backend.backend())
+        log.warning("train.threads=%s is not applied: it sets TensorFlow's thread pools, and the backend is %s",
+                    threads, keras.backend.backend())
         return
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-    tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    log.info("TensorFlow limited to %s threads (%s)", threads, THREADS_ENV)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    log.info("TensorFlow limited to %d threads (train.threads)", threads)
 
 
 def seed_everything(seed: int) -> None:
@@ -338,7 +335,7 @@ def train(
     Wall time and throughput go to ``timing_path``, apart from every output DVC records, so that
     the same params give the same dvc.lock. Under ``train.distribute``, only the chief of a multi-worker
     cluster writes these paths (refinelab.train.distribution)."""
-    limit_threads()
+    limit_threads(params.train.threads)
     distribution = build_distribution(params.train.distribute)
     seed_everything(params.seed)
     with distribution.outputs(model_path, live_dir, timing_path, model_metrics_path) as outputs, \

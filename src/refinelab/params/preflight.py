@@ -1,0 +1,54 @@
+"""What check_params checks beyond the params' own values, before DVC deletes any stage's outputs: the
+environment, the model files the params name, and whether the architecture fits the images (built on
+Keras' NumPy backend, shapes only: about 2 s, no TensorFlow)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from refinelab.core.environment import check_retired
+from refinelab.core.errors import ParamsError
+from refinelab.params.schema import Params, TransferSpec
+
+log = logging.getLogger(__name__)
+
+# The most parameters a model may have: more is what an image size meant for a transfer base gives a dense
+# network (data.image_size [768, 768] on Fashion-MNIST: 151 million, a 1.7 GB file, 15.7 GB of memory).
+MAX_PARAMETERS = 100_000_000
+
+
+def check_before_running(params: Params, input_shape: tuple[int, int, int] | None, num_classes: int) -> None:
+    """Raise :class:`ParamsError` for what would otherwise fail only when train starts. ``input_shape`` is
+    the images' shape when known before prepare (set by data.image_size, or a built-in dataset's)."""
+    check_retired()
+    spec = params.architecture
+    if isinstance(spec, TransferSpec):
+        if spec.pretrained_path and not Path(spec.pretrained_path).is_file():
+            raise ParamsError(f"{params.preset}: weights: {spec.pretrained_path}: no such model file (train a model "
+                              "with refinelab and copy its models/model.keras there)")
+        return  # A base's input size is its own: images are resized to it.
+    if input_shape is None:
+        return
+    count = parameter_count(params, input_shape, num_classes)
+    if count > MAX_PARAMETERS:
+        raise ParamsError(
+            f"{params.preset} on {input_shape[0]}x{input_shape[1]} images would have {count / 1e6:.0f} million "
+            f"parameters (at most {MAX_PARAMETERS // 1_000_000} million): use a smaller data.image_size, or a "
+            "transfer preset for large photos")
+    log.info("%s on %dx%d images: %d parameters", params.preset, input_shape[0], input_shape[1], count)
+
+
+def parameter_count(params: Params, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    """The parameters of the model train would build; a :class:`ParamsError` if it cannot be built for
+    these images (a preset too deep for them)."""
+    os.environ.setdefault("KERAS_BACKEND", "numpy")  # Shapes only: this process trains nothing.
+    from refinelab.models.builders import Regularization, build_model
+
+    try:
+        model = build_model(params.architecture, input_shape, num_classes,
+                            Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1), name=params.preset)
+    except ParamsError as exc:
+        raise ParamsError(f"{params.preset} on {input_shape[0]}x{input_shape[1]} images: {exc}") from None
+    return model.count_params()
