@@ -343,3 +343,49 @@ def test_an_architecture_the_images_do_not_fit_is_found_by_check_params(tmp_path
     result = check_params_with(tmp_path, edit)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
+
+
+# --- archives -------------------------------------------------------------------------------------------
+
+
+def photo_archive(tmp_path) -> tuple[Path, str]:
+    import hashlib
+    import shutil
+
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(tmp_path / "tree" / "photos" / name / f"{index}.png", value + index)
+    packed = Path(shutil.make_archive(str(tmp_path / "photos"), "zip", tmp_path / "tree"))
+    return packed, hashlib.sha256(packed.read_bytes()).hexdigest()
+
+
+def test_files_deleted_from_an_extracted_archive_are_extracted_again(tmp_path, raw_params, monkeypatch, caplog):
+    """The cache of a sha256-pinned archive was never checked again: files deleted from it went unused
+    while metrics/data.json reported the verified archive's hash."""
+    from refinelab.core.environment import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    packed, digest = photo_archive(tmp_path)
+    params = dict(raw_params, dataset="image_folder", image_folder={"path": packed.as_uri(), "sha256": digest})
+    params["data"] = dict(raw_params["data"], limit=0)
+    prepare(parse_params(params), tmp_path / "one", tmp_path / "one.json")
+    for path in list((tmp_path / "cache").rglob("bee/*.png"))[:3]:
+        path.unlink()
+    with caplog.at_level("WARNING"):
+        prepare(parse_params(params), tmp_path / "two", tmp_path / "two.json")
+    assert "changed since (or were never recorded): extracted again" in caplog.text
+    report = json.loads((tmp_path / "two.json").read_text())
+    assert sum(split["per_class"]["bee"] for split in report["splits"].values()) == 6
+
+
+def test_a_decompression_bomb_is_refused_before_anything_is_written(tmp_path):
+    import zipfile
+
+    from refinelab.prepare.download import locate
+
+    bomb = tmp_path / "photos.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("photos/ant/0.png", b"\0" * (120 << 20))  # 120 MB of zeros: about 120 KB packed.
+    with pytest.raises(DataError, match=r"photos.zip: its \d+ KB would expand to 120 MB .* decompression bomb"):
+        locate(str(bomb), cache_dir=tmp_path / "cache")
+    assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
+import shutil
 import tarfile
 import urllib.error
 import urllib.parse
@@ -18,7 +20,7 @@ from typing import Any
 from tqdm import tqdm
 
 from refinelab.core.errors import DataError
-from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, file_digest
+from refinelab.core.fileio import atomic_dir, atomic_path, cache_root, file_digest, write_json
 from refinelab.core.runner import on_terminal
 from refinelab.prepare.idx import read_bytes
 
@@ -163,14 +165,49 @@ def verify_sha256(path: Path, expected: str | None, origin: str) -> str:
     return actual
 
 
+# An archive that expands more than this many times, to more than MIN_BOMB_BYTES, is refused: photos
+# barely compress (JPEG, PNG), so such a ratio is a decompression bomb (a 468 KB zip that held 400 MB).
+MAX_EXPANSION = 100
+MIN_BOMB_BYTES = 100 << 20
+
+
+def members_size(archive: Path) -> int:
+    """The bytes an archive's files declare (zipfile refuses to read a member past its declared size)."""
+    if archive.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(archive) as bundle:
+            return sum(info.file_size for info in bundle.infolist())
+    with tarfile.open(archive) as bundle:
+        return sum(member.size for member in bundle.getmembers() if member.isfile())
+
+
+def check_expansion(archive: Path, destination: Path) -> None:
+    """Refuse, before writing anything, an archive that would fill the disk or is a decompression bomb."""
+    size, packed = members_size(archive), archive.stat().st_size
+    if size > MIN_BOMB_BYTES and size > MAX_EXPANSION * packed:
+        raise DataError(f"{archive}: its {packed >> 10} KB would expand to {size >> 20} MB ({size // max(packed, 1)} "
+                        f"times; at most {MAX_EXPANSION} for images): refused as a decompression bomb")
+    free = shutil.disk_usage(next(parent for parent in destination.parents if parent.exists())).free
+    if size > free:
+        raise DataError(f"{archive}: extracting it needs {size >> 20} MB, and {destination.parent} has {free >> 20} MB free")
+
+
+def tree_digests(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` by relative path, with its SHA-256."""
+    return {path.relative_to(folder).as_posix(): file_digest(path)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 def extract(archive: Path, destination: Path) -> None:
-    """Unpack a zip or tar archive into ``destination``; a member that would land outside it is an error.
+    """Unpack a zip or tar archive into ``destination`` (a member that would land outside it, or an
+    archive too large for the disk or expanding like a bomb, is an error), and record the SHA-256 of
+    every file it wrote beside it, so that a later run can check the cache still holds the archive's files.
 
     ``destination`` is a shared cache: when another run extracted the same (checksummed) archive there
     first, its folder is kept as it is, since a reader may be using it, and this copy is discarded.
     """
-    with atomic_dir(destination, keep_existing=True) as staging:
-        try:
+    try:
+        check_expansion(archive, destination)
+        with atomic_dir(destination, keep_existing=True) as staging:
             if archive.name.lower().endswith(".zip"):
                 with zipfile.ZipFile(archive) as bundle:
                     root = staging.resolve()
@@ -181,8 +218,32 @@ def extract(archive: Path, destination: Path) -> None:
             else:
                 with tarfile.open(archive) as bundle:
                     bundle.extractall(staging, filter="data")
-        except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"{archive}: not a readable archive ({exc})") from None
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"{archive}: not a readable archive ({exc})") from None
+    write_json(manifest_path(destination), tree_digests(destination))
+
+
+def manifest_path(destination: Path) -> Path:
+    return destination.with_name(destination.name + ".sha256.json")
+
+
+def extracted(archive: Path, destination: Path) -> Path:
+    """``destination`` holding exactly the files ``archive`` (already verified) unpacks to: extracted
+    there if absent, and extracted again, with a warning, when a file of it was changed, added or deleted
+    since (the cache is outside DVC's sight; its record of digests is beside it)."""
+    if destination.is_dir():
+        manifest = manifest_path(destination)
+        try:
+            expected = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            expected = None
+        if expected is not None and tree_digests(destination) == expected:
+            return destination
+        log.warning("%s: the files extracted from %s changed since (or were never recorded): extracted again",
+                    destination, archive.name)
+        shutil.rmtree(destination)
+    extract(archive, destination)
+    return destination
 
 
 def locate(location: str, sha256: str | None = None, cache_dir: Path | None = None) -> tuple[Path, dict[str, str]]:
@@ -210,11 +271,9 @@ def locate(location: str, sha256: str | None = None, cache_dir: Path | None = No
     if path.is_file():
         source["sha256"] = verify_sha256(path, sha256, location)
         if is_archive(path):
-            extracted = cache_dir / source["sha256"][:32] / "extracted"
-            if not extracted.is_dir():
-                extract(path, extracted)
-            entries = list(extracted.iterdir())
-            path = entries[0] if len(entries) == 1 and entries[0].is_dir() else extracted
+            folder = extracted(path, cache_dir / source["sha256"][:32] / "extracted")
+            entries = list(folder.iterdir())
+            path = entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
     elif sha256 is not None:
         raise DataError(f"{location}: a sha256 is given but this is a folder; checksums apply to archives and files")
     return path, source
