@@ -170,7 +170,8 @@ def test_archive_extraction_never_writes_outside_its_folder(tmp_path_factory, na
         for path in destination.rglob("*"):
             target = (path.parent / os.readlink(path)) if path.is_symlink() else path
             assert target.resolve().is_relative_to(inside), path
-    # Nothing anywhere else: beside the archive only the sandbox, in it only the extracted folder.
+    # Nothing anywhere else: beside the archive only the sandbox, in it only the extracted folder and the
+    # record of its files' digests.
     assert sorted(os.listdir(root)) == sorted([archive.name, "sandbox"])
-    assert os.listdir(root / "sandbox") in ([], ["extracted"])
+    assert sorted(os.listdir(root / "sandbox")) in ([], ["extracted", "extracted.sha256.json"])
     assert not (root.parent / "escape.txt").exists() and not Path("/tmp/absolute.txt").exists()

@@ -389,3 +389,18 @@ def test_a_decompression_bomb_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(DataError, match=r"photos.zip: its \d+ KB would expand to 120 MB .* decompression bomb"):
         locate(str(bomb), cache_dir=tmp_path / "cache")
     assert not any(path.is_file() for path in (tmp_path / "cache").rglob("*"))
+
+
+def test_a_huge_image_is_named_in_the_warning(tmp_path, monkeypatch, caplog):
+    """A 90-megapixel PNG gave PIL's DecompressionBombWarning, which names no file (PIL's limit is lowered
+    here, so that a 12x12 image stands for it)."""
+    import warnings
+
+    from refinelab.prepare.images import open_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = write_image(tmp_path / "panorama.png", 90)
+    with warnings.catch_warnings(), caplog.at_level("WARNING"):
+        warnings.simplefilter("error")  # Nothing nameless escapes.
+        open_image(path)
+    assert f"{path}: 0 million pixels, decoded" in caplog.text

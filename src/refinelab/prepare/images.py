@@ -8,8 +8,10 @@ The same :class:`Preprocessing` is applied by prepare (to folder datasets) and b
 
 from __future__ import annotations
 
+import logging
 import stat
 import struct
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from refinelab.core.errors import DataError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 ResizeMode = Literal["crop", "pad", "stretch"]
@@ -110,9 +114,16 @@ def open_image(path: str | Path) -> Image.Image:
     if path.is_file() and path.stat().st_size == 0:  # PIL's "cannot identify image file" does not say why.
         raise DataError(f"{path}: not a readable image (an empty file, 0 bytes)")
     try:
-        with Image.open(path) as image:
-            image.load()  # Decode now: a truncated file fails here, not later.
-            return to_8_bit(ImageOps.exif_transpose(image))  # A new image, usable once the file is closed.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()  # Decode now: a truncated file fails here, not later.
+                upright = to_8_bit(ImageOps.exif_transpose(image))  # A new image, usable once the file is closed.
+        if any(issubclass(warning.category, Image.DecompressionBombWarning) for warning in caught):
+            # PIL's own warning names no file.
+            log.warning("%s: %.0f million pixels, decoded (it takes that much memory; PIL refuses twice %.0f million)",
+                        path, image.width * image.height / 1e6, Image.MAX_IMAGE_PIXELS / 1e6)
+        return upright
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Image.DecompressionBombError as exc:
@@ -137,7 +148,10 @@ def read_header(path: str | Path) -> ImageHeader | None:
     """The upright size and greyness of an image file from its header alone (no decoding); None when
     the header is unreadable. A palette of greys only (common in GIFs) counts as greyscale."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # open_image says it, naming the file.
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURN_ORIENTATIONS:
                 width, height = height, width
