@@ -404,3 +404,16 @@ def test_a_huge_image_is_named_in_the_warning(tmp_path, monkeypatch, caplog):
         warnings.simplefilter("error")  # Nothing nameless escapes.
         open_image(path)
     assert f"{path}: 0 million pixels, decoded" in caplog.text
+
+
+def test_prepared_images_the_disk_has_no_room_for_are_refused_before_decoding(tmp_path, raw_params, monkeypatch):
+    import shutil
+
+    root = tmp_path / "photos"
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(root / name / f"{index}.png", value)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 << 20, 10 << 20, 1000))
+    with pytest.raises(DataError, match=r"the prepared images would take 20 MB and .* has 0 MB free"):
+        prepare_folder(tmp_path, raw_params, root, image_size=[768, 768])
+    assert not (tmp_path / "prepared").exists()
