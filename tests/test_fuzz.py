@@ -5,6 +5,7 @@ The budget is fixed and the examples derandomized, so the suite stays fast and a
 """
 
 import io
+import json
 import os
 import tarfile
 import zipfile
@@ -175,3 +176,135 @@ def test_archive_extraction_never_writes_outside_its_folder(tmp_path_factory, na
     assert sorted(os.listdir(root)) == sorted([archive.name, "sandbox"])
     assert sorted(os.listdir(root / "sandbox")) in ([], ["extracted", "extracted.sha256.json"])
     assert not (root.parent / "escape.txt").exists() and not Path("/tmp/absolute.txt").exists()
+
+
+# --- folder-level prepare: symlinks, hidden and bad files, classes that empty out -----------------------
+
+ENTRY_KINDS = ("image", "bad", "hidden", "text", "dangling", "loop", "parent_link", "subfolder_image")
+
+
+@FUZZ
+@given(
+    classes=st.lists(st.lists(st.sampled_from(ENTRY_KINDS), max_size=7), min_size=0, max_size=3),
+    on_bad_image=st.sampled_from(["fail", "skip"]),
+    presplit=st.booleans(),
+)
+def test_folder_prepare_returns_splits_or_raises_the_projects_error(tmp_path_factory, classes, on_bad_image,
+                                                                    presplit):
+    """Any tree of class folders holding images, damaged files, hidden files, links that lead nowhere, in a
+    circle or to a parent, and sub-folders: prepare writes every split with every class in train, or stops
+    with refinelab's error; every file is used or listed as left out."""
+    from refinelab.params.files import read_config
+    from refinelab.params.schema import parse_params
+    from refinelab.prepare.stage import prepare
+
+    from helpers import ROOT
+
+    root = tmp_path_factory.mktemp("tree") / "photos"
+    trees = [root / split for split in ("train", "valid", "test")] if presplit else [root]
+    entries = 0
+    for tree in trees:
+        for label, kinds in enumerate(classes):
+            folder = tree / f"class{label}"
+            folder.mkdir(parents=True)
+            for index, kind in enumerate(kinds):
+                path = folder / f"{index}.png"
+                if kind in ("image", "subfolder_image"):
+                    path = folder / "sub" / path.name if kind == "subfolder_image" else path
+                    path.parent.mkdir(exist_ok=True)
+                    Image.fromarray(np.full((6, 6), 40 * label + index, np.uint8)).save(path)
+                elif kind == "bad":
+                    path.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+                elif kind == "hidden":
+                    (folder / f"._{index}.png").write_bytes(b"\x00\x05\x16\x07")
+                elif kind == "text":
+                    (folder / f"{index}.txt").write_text("notes")
+                elif kind == "dangling":
+                    path.symlink_to(folder / "nowhere.png")
+                elif kind == "loop":
+                    path.symlink_to(path)
+                else:
+                    (folder / f"up{index}").symlink_to(folder)
+                entries += 1
+    raw = read_config(ROOT / "params.yaml")
+    params = dict(raw, dataset="image_folder", image_folder={"path": str(root)})
+    params["data"] = dict(raw["data"], limit=0, on_bad_image=on_bad_image, image_size=[6, 6])
+    out = root.parent / "out"
+    try:
+        meta = prepare(parse_params(params), out / "prepared", out / "data.json")
+    except RefinelabError:
+        assert not (out / "prepared").exists()
+        return
+    report = json.loads((out / "data.json").read_text())
+    assert all(split["images"] > 0 for split in report["splits"].values())
+    assert all(count > 0 for count in report["splits"]["train"]["per_class"].values())
+    used = sum(split["images"] for split in report["splits"].values())
+    assert used + report["skipped_files"] + report["bad_images"] == entries
+    assert meta["class_names"] == [f"class{label}" for label in range(len(classes))]
+
+
+# --- params files: odd keys and scalars ------------------------------------------------------------------
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True), st.text(max_size=6),
+                    st.just([]), st.just({}), st.just("auto"))
+keys = st.one_of(st.sampled_from(["epochs", "dropout", "model", "batch_size", "train", "data", "augment", "arch",
+                                  "seed", "l2", "backend", "epochz"]), st.text(max_size=5))
+yaml_keys = st.one_of(keys.map(lambda key: json.dumps(key)), st.just("[model]"), st.just("? [a, b]\n "),
+                      st.integers(0, 9).map(str), st.just("true"), st.just("null"))
+
+
+@FUZZ
+@given(changes=st.lists(st.tuples(yaml_keys, scalars), max_size=4), nested=st.sampled_from(["", "train", "data"]))
+def test_any_params_yaml_is_valid_or_one_params_error(tmp_path_factory, changes, nested):
+    """params.yaml with keys that are lists, numbers, booleans or null, and values of any scalar type:
+    refinelab's reader and validator return params or raise its own error, never another one."""
+    from refinelab.params.files import read_config
+    from refinelab.params.schema import parse_params
+
+    from helpers import ROOT
+
+    folder = tmp_path_factory.mktemp("params")
+    for name in ("architectures.yaml", "datasets.yaml"):
+        (folder / name).write_text((ROOT / name).read_text())
+    lines = [f"{key}: {json.dumps(value)}" for key, value in changes]
+    text = (ROOT / "params.yaml").read_text()
+    if nested:
+        text += f"{nested}_extra:\n" + "".join(f"  {line}\n" for line in lines)
+    else:
+        text += "".join(f"{line}\n" for line in lines)
+    (folder / "params.yaml").write_text(text)
+    try:
+        parse_params(read_config(folder / "params.yaml"))
+    except RefinelabError:
+        pass
+
+
+# --- training backups: damaged files on resume ------------------------------------------------------------
+
+
+@FUZZ
+@given(target=st.sampled_from(["weights", "seeds"]), flips=flips, cut=cuts, second=st.booleans())
+def test_a_damaged_backup_is_used_whole_or_not_at_all(tmp_path_factory, target, flips, cut, second):
+    """Bytes of the latest backup flipped or cut: the backup resumes from an epoch whose files read back in
+    full, and never raises (a damaged one is discarded)."""
+    import keras
+
+    from refinelab.train.resume import EPOCH_FOLDER, SEED_STATES, WEIGHTS, TrainingBackup, unreadable
+
+    folder = tmp_path_factory.mktemp("backup")
+    (folder / "live").mkdir()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("adam", "mse")
+    backup = TrainingBackup(folder / "model.keras", {"params": 1})
+    epochs = 2 if second else 1
+    model.fit(np.zeros((4, 3), np.float32), np.zeros((4, 2), np.float32), epochs=epochs, verbose=0,
+              callbacks=backup.callbacks(folder / "live"))
+    damaged = backup.dir / EPOCH_FOLDER.format(epoch=epochs) / (WEIGHTS if target == "weights" else SEED_STATES)
+    original = damaged.read_bytes()
+    damaged.write_bytes(mutated(original, flips, cut))
+    again = TrainingBackup(folder / "model.keras", {"params": 1})
+    done, used = again.latest
+    assert done in ((epochs, epochs - 1) if damaged.exists() else (epochs - 1,))
+    if used is not None:
+        assert unreadable(used) is None
