@@ -1,16 +1,21 @@
 """What check_params checks beyond the params' own values, before DVC deletes any stage's outputs: the
 environment, the model files the params name, and whether the architecture fits the images (built for
-its shapes only: about 2 s on Keras' NumPy backend where JAX is installed, 5-7 s on TensorFlow)."""
+its shapes only, the first time an architecture meets an image size: about 2 s on Keras' NumPy backend
+where JAX is installed, 5-7 s on TensorFlow; then read from the cache)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 from pathlib import Path
 
 from refinelab.core.environment import check_retired
 from refinelab.core.errors import ParamsError
+from refinelab.core.fileio import cache_root, file_digest, write_json
 from refinelab.params.schema import Params, TransferSpec
 
 log = logging.getLogger(__name__)
@@ -43,15 +48,32 @@ def check_before_running(params: Params, input_shape: tuple[int, int, int] | Non
 
 def parameter_count(params: Params, input_shape: tuple[int, int, int], num_classes: int) -> int:
     """The parameters of the model train would build; a :class:`ParamsError` if it cannot be built for
-    these images (a preset too deep for them)."""
+    these images (a preset too deep for them). Kept in the cache by architecture, image shape and
+    classes (regularization adds no parameter): an experiment that changes other params imports no Keras."""
+    builders = importlib.util.find_spec("refinelab.models.builders").origin  # Its code decides the count too.
+    key = json.dumps([params.architecture.model_dump(mode="json"), list(input_shape), num_classes,
+                      file_digest(builders)], sort_keys=True)
+    record = cache_root() / "preflight" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    try:
+        known = json.loads(record.read_text())
+        if not (isinstance(known, dict) and ("error" in known or isinstance(known.get("parameters"), int))):
+            raise ValueError(record)
+    except (OSError, ValueError):  # None yet, or damaged: build.
+        try:
+            known = {"parameters": build_and_count(params, input_shape, num_classes)}
+        except ParamsError as exc:
+            known = {"error": f"{params.preset} on {input_shape[0]}x{input_shape[1]} images: {exc}"}
+        with contextlib.suppress(OSError):  # A cache that cannot be written only costs the next run the build.
+            write_json(record, known)
+    if "error" in known:
+        raise ParamsError(known["error"])
+    return known["parameters"]
+
+
+def build_and_count(params: Params, input_shape: tuple[int, int, int], num_classes: int) -> int:
     # Shapes only: this process trains nothing. Keras' NumPy backend needs JAX for its convolutions; without
     # JAX, TensorFlow (a few seconds more to import).
     os.environ["KERAS_BACKEND"] = "numpy" if importlib.util.find_spec("jax") else "tensorflow"
-    from refinelab.models.builders import Regularization, build_model
+    from refinelab.models.builders import build_model
 
-    try:
-        model = build_model(params.architecture, input_shape, num_classes,
-                            Regularization(dropout=params.dropout, l2=params.l2, l1=params.l1), name=params.preset)
-    except ParamsError as exc:
-        raise ParamsError(f"{params.preset} on {input_shape[0]}x{input_shape[1]} images: {exc}") from None
-    return model.count_params()
+    return build_model(params.architecture, input_shape, num_classes, name=params.preset).count_params()
