@@ -55,7 +55,7 @@ def main() -> None:
 
     from refinelab.data.pipeline import INFERENCE_BATCH, build_dataset, pipeline_callbacks
     from refinelab.data.store import load_split
-    from refinelab.train.resume import EpochBackupAndRestore
+    from refinelab.train.resume import TrainingBackup
     from refinelab.train.stage import LiveMetrics, TrainingTimer
 
     prepared = args.project / "data/prepared"
@@ -75,7 +75,8 @@ def main() -> None:
         data = build_dataset(train, batch_size, shuffle=True, seed=seed)
         folder = Path(tempfile.mkdtemp(dir=scratch))
         live = Live(dir=str(folder / "live"), dvcyaml=None, save_dvc_exp=False)
-        callbacks = pipeline_callbacks(data) + [LiveMetrics(live), EpochBackupAndRestore(str(folder / "backup"))]
+        backup = TrainingBackup(folder / "model.keras", {"fit": str(folder)}, shared_root=folder / "backup")
+        callbacks = pipeline_callbacks(data) + [LiveMetrics(live), *backup.callbacks(folder / "live")]
         return dict(x=data, validation_data=build_dataset(validation, INFERENCE_BATCH)), callbacks
 
     def median_epoch(fit_arguments, per_execution: int) -> float:
