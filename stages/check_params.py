@@ -12,6 +12,7 @@ from refinelab.core.fileio import write_json
 from refinelab.core.runner import run_stage
 from refinelab.features.spec import frozen_features
 from refinelab.params.files import load_params
+from refinelab.params.guard import record_checked
 from refinelab.params.preflight import check_before_running
 from refinelab.prepare.sources import check_locations, expected_input
 
@@ -25,6 +26,7 @@ def main() -> None:
     params = load_params(args.params_file)
     check_locations(params)
     check_before_running(params, *expected_input(params))
+    record_checked(args.params_file)
     write_json(args.checked_file, {"params": "valid"})
     write_json(args.features_spec, frozen_features(params))
 

@@ -417,3 +417,29 @@ def test_prepared_images_the_disk_has_no_room_for_are_refused_before_decoding(tm
     with pytest.raises(DataError, match=r"the prepared images would take 20 MB and .* has 0 MB free"):
         prepare_folder(tmp_path, raw_params, root, image_size=[768, 768])
     assert not (tmp_path / "prepared").exists()
+
+
+def test_params_written_between_two_stages_by_another_run_stop_the_next_stage(project_copy, project_env, raw_params):
+    """The other form of two runs at once: the second `dvc exp run` wrote its values into params.yaml between
+    two stages of the first (no stage holding the workspace lock), and the first trained on the mix. A stage
+    standing for that second run between check_params and prepare edits params.yaml here."""
+    import yaml
+
+    from helpers import commit_params, run
+
+    commit_params(project_copy, dict(raw_params, dataset="digits"))
+    pipeline = yaml.safe_load((project_copy / "dvc.yaml").read_text())
+    pipeline["stages"]["second_run"] = {
+        "cmd": "python -c \"import pathlib; p = pathlib.Path('params.yaml'); "
+               "p.write_text(p.read_text().replace('dropout: 0.3', 'dropout: 0.5')); "
+               "pathlib.Path('second_run.txt').write_text('wrote dropout 0.5')\"",
+        "deps": ["data/params_checked.json"], "outs": [{"second_run.txt": {"cache": False}}]}
+    pipeline["stages"]["prepare"]["deps"].append("second_run.txt")
+    (project_copy / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    assert "dropout: 0.3" in (project_copy / "params.yaml").read_text()
+    result = run(["dvc", "repro", "prepare"], project_copy, env=project_env, check=False)
+    assert result.returncode != 0
+    assert "params.yaml changed after check_params validated it in this run" in result.stdout + result.stderr
+    assert not (project_copy / "data/prepared").exists()
+    # A later run validates the values it finds, and goes on.
+    assert run(["dvc", "repro", "prepare"], project_copy, env=project_env, check=False).returncode == 0
