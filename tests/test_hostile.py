@@ -108,8 +108,35 @@ def test_broken_and_circular_links_are_left_out_and_listed(tmp_path, raw_params)
         reasons = {Path(entry["file"]).name: entry["reason"] for entry in report["skipped"]}
         assert reasons["gone.jpg"].startswith("a link that leads nowhere")
         assert reasons["loop.jpg"].startswith("a link that leads nowhere")
-        assert reasons["again"] == "a link to a folder already read"
+        assert reasons["again"] == "a link to a folder already read, or above it"
         assert sum(split["per_class"]["bee"] for split in report["splits"].values()) == 7
+
+
+def test_links_never_put_one_image_in_two_classes_or_splits(tmp_path, raw_params):
+    """A link to the dataset's root, to another class's folder or to another class's file would file the
+    same image under two classes (and perhaps in both train and test)."""
+    root = tmp_path / "photos"
+    for name, value in (("ant", 40), ("bee", 200)):
+        for index in range(6):
+            write_image(root / name / f"{index}.png", value)
+    (root / "ant" / "up").symlink_to(root)
+    (root / "ant" / "bees").symlink_to(root / "bee")
+    (root / "ant" / "a-bee.png").symlink_to(root / "bee" / "0.png")
+    _, report = prepare_folder(tmp_path, raw_params, root)
+    reasons = {Path(entry["file"]).name: entry["reason"] for entry in report["skipped"]}
+    assert reasons["up"] == "a link to a folder already read, or above it"
+    assert reasons["bees"] == "a link to another folder of the dataset"
+    assert reasons["a-bee.png"] == "a link to another folder of the dataset"
+    assert sum(split["images"] for split in report["splits"].values()) == 12
+
+
+def test_a_class_called_train_is_a_class(tmp_path, raw_params):
+    root = tmp_path / "photos"
+    for name, value in (("Train", 40), ("Bus", 200)):
+        for index in range(6):
+            write_image(root / name / f"{index}.png", value)
+    _, report = prepare_folder(tmp_path, raw_params, root)
+    assert set(report["splits"]["train"]["per_class"]) == {"Bus", "Train"}
 
 
 def test_hidden_files_such_as_macos_metadata_are_skipped(tmp_path, raw_params):

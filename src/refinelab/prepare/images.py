@@ -170,15 +170,20 @@ def load_image(path: str | Path, preprocessing: Preprocessing) -> np.ndarray:
     return to_model_input(open_image(path), preprocessing)
 
 
-def image_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[dict[str, str]]]:
+def image_files(folder: Path, recursive: bool = False,
+                boundary: Path | None = None) -> tuple[list[Path], list[dict[str, str]]]:
     """The image files in ``folder`` (with ``recursive``, also in its sub-folders at any depth), sorted, and
     the files left out, each with why: other files, hidden ones (``.DS_Store``, macOS' ``._photo.jpg``,
-    ``.ipynb_checkpoints/``), and links that lead nowhere or in a circle. Links are followed; a folder
-    reached twice (a link to a parent) is read once. Without ``recursive``, folders are the caller's."""
-    images, skipped, seen = [], [], set()
+    ``.ipynb_checkpoints/``), and links that lead nowhere or in a circle. Links are followed, but not to a
+    folder already read or one above ``folder`` (whose images are not all this folder's), nor into another
+    folder inside ``boundary`` (another class's, in a dataset). Without ``recursive``, folders are the
+    caller's."""
+    images, skipped = [], []
+    start = folder.resolve()
+    seen = {start}
+    inside = boundary.resolve() if boundary is not None else None
 
     def walk(directory: Path) -> None:
-        seen.add(directory.resolve())
         for path in sorted(directory.iterdir()):
             if path.name.startswith("."):
                 skipped.append({"file": str(path), "reason": "hidden"})
@@ -191,12 +196,20 @@ def image_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list
             if stat.S_ISDIR(mode):
                 if not recursive:
                     continue
-                if path.resolve() in seen:
-                    skipped.append({"file": str(path), "reason": "a link to a folder already read"})
+                target = path.resolve()
+                if target in seen or start.is_relative_to(target):
+                    skipped.append({"file": str(path), "reason": "a link to a folder already read, or above it"})
+                elif inside is not None and target.is_relative_to(inside) and not target.is_relative_to(start):
+                    skipped.append({"file": str(path), "reason": "a link to another folder of the dataset"})
                 else:
+                    seen.add(target)
                     walk(path)
             elif path.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(path)
+                target = path.resolve()
+                if inside is not None and target.is_relative_to(inside) and not target.is_relative_to(start):
+                    skipped.append({"file": str(path), "reason": "a link to another folder of the dataset"})
+                else:
+                    images.append(path)
             else:
                 skipped.append({"file": str(path), "reason": "not an image file (by its extension)"})
 

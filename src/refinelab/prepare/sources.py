@@ -347,8 +347,11 @@ def load_image_folder(params: Params) -> RawDataset:
     """Class-per-subfolder trees: one tree, or pre-split ``train/``, ``valid/`` and ``test/`` trees."""
     root, source = located(params.image_folder.path, params.image_folder.sha256, "image_folder")
     split_dirs = {"train": root}
-    by_lower_name = {name.lower(): path for name, path in reversed(subfolders(root).items())}
-    if "train" in by_lower_name:  # Pre-split (Train/, train/): each split folder is a class-per-subfolder tree.
+    folders = subfolders(root)
+    by_lower_name = {name.lower(): path for name, path in reversed(folders.items())}
+    split_names = {name for names in PRESPLIT_FOLDERS.values() for name in names}
+    # Pre-split: train/, or Train/ with only split folders beside it (a class may be called "Train").
+    if "train" in folders or ("train" in by_lower_name and set(by_lower_name) <= split_names):
         split_dirs = {}
         for split, folders in PRESPLIT_FOLDERS.items():
             if existing := [by_lower_name[folder] for folder in folders if folder in by_lower_name]:
@@ -362,6 +365,7 @@ def load_image_folder(params: Params) -> RawDataset:
         raise DataError(f"{split_dirs['train']}: {found}, and a classifier needs a folder of images for each of "
                         f"two classes or more{hint}")
     splits, skipped, all_files, nested = {}, [], [], 0
+    first_seen: dict[Path, Path] = {}  # A file reached through links twice would be in two classes or splits.
     for split, directory in split_dirs.items():
         skipped += [{"file": str(path), "reason": "not in a class folder"} for path in loose[split][0]] + loose[split][1]
         unknown = sorted(set(subfolders(directory)) - set(class_names))
@@ -373,7 +377,14 @@ def load_image_folder(params: Params) -> RawDataset:
             if not class_dir.is_dir():
                 continue
             # Sub-folders (a class's photos by date or source) are the class's too.
-            found, other = image_files(class_dir, recursive=True)
+            found, other = image_files(class_dir, recursive=True, boundary=root)
+            unique = []
+            for path in found:
+                if (original := first_seen.setdefault(path.resolve(), path)) is path:
+                    unique.append(path)
+                else:
+                    other.append({"file": str(path), "reason": f"the same file as {original}"})
+            found = unique
             if not found:
                 raise DataError(f"{class_dir}: empty class folder (no JPEG/PNG/BMP/GIF images)")
             files += found
