@@ -73,3 +73,34 @@ def test_a_stage_hides_tensorflows_start_up_noise_unless_debug(tmp_path, debug):
     assert "the stage's own warning" in result.stderr and result.stdout == "to stdout\n"
     shown = [marker in result.stderr for marker in ("absl::InitializeLog", "oneDNN custom operations")]
     assert shown == [debug, debug], result.stderr
+
+
+def test_a_crash_s_last_line_reaches_the_terminal(tmp_path):
+    """A C++ check failure aborts the process: the filter, a process of its own, still drains its line."""
+    script = (
+        "import os\n"
+        "from refinelab.core.runner import setup_logging\n"
+        "setup_logging()\n"
+        "os.write(2, b'I0000 00:00:1.2   1 port.cc:153] noise\\n')\n"
+        "os.write(2, b'F0000 00:00:1.2   1 check.cc:1] Check failed: the real cause\\n')\n"
+        "os.abort()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert result.returncode != 0
+    assert "Check failed: the real cause" in result.stderr and "noise" not in result.stderr
+
+
+def test_the_filter_keeps_draining_when_its_reader_is_gone():
+    """Writers to fd 2 must never block on a full pipe because the terminal went away."""
+    source, sink = os.pipe()
+    out_read, out_write = os.pipe()
+    os.close(out_read)  # Nobody reads the filter's output any more.
+    thread = threading.Thread(target=forward, args=(source, out_write))
+    thread.start()
+    for _ in range(8):
+        os.write(sink, b"a line that goes nowhere\n" * 4096)  # 800 KB: far more than a pipe holds.
+    os.close(sink)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    os.close(out_write)
+    os.close(source)
