@@ -38,6 +38,8 @@ def check_before_running(params: Params, input_shape: tuple[int, int, int] | Non
     if input_shape is None:
         return
     count = parameter_count(params, input_shape, num_classes)
+    if count is None:
+        return
     if count > MAX_PARAMETERS:
         raise ParamsError(
             f"{params.preset} on {input_shape[0]}x{input_shape[1]} images would have {count / 1e6:.0f} million "
@@ -46,9 +48,9 @@ def check_before_running(params: Params, input_shape: tuple[int, int, int] | Non
     log.info("%s on %dx%d images: %d parameters", params.preset, input_shape[0], input_shape[1], count)
 
 
-def parameter_count(params: Params, input_shape: tuple[int, int, int], num_classes: int) -> int:
+def parameter_count(params: Params, input_shape: tuple[int, int, int], num_classes: int) -> int | None:
     """The parameters of the model train would build; a :class:`ParamsError` if it cannot be built for
-    these images (a preset too deep for them). Kept in the cache by architecture, image shape and
+    these images (a preset too deep for them); None if it could not be built for another reason. Kept in the cache by architecture, image shape and
     classes (regularization adds no parameter): an experiment that changes other params imports no Keras."""
     builders = importlib.util.find_spec("refinelab.models.builders").origin  # Its code decides the count too.
     key = json.dumps([params.architecture.model_dump(mode="json"), list(input_shape), num_classes,
@@ -63,6 +65,10 @@ def parameter_count(params: Params, input_shape: tuple[int, int, int], num_class
             known = {"parameters": build_and_count(params, input_shape, num_classes)}
         except ParamsError as exc:
             known = {"error": f"{params.preset} on {input_shape[0]}x{input_shape[1]} images: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop every run: train will say.
+            log.warning("%s on %dx%d images: not checked before training (%s: %s)", params.preset, *input_shape[:2],
+                        type(exc).__name__, exc)
+            return None
         with contextlib.suppress(OSError):  # A cache that cannot be written only costs the next run the build.
             write_json(record, known)
     if "error" in known:
@@ -73,7 +79,14 @@ def parameter_count(params: Params, input_shape: tuple[int, int, int], num_class
 def build_and_count(params: Params, input_shape: tuple[int, int, int], num_classes: int) -> int:
     # Shapes only: this process trains nothing. Keras' NumPy backend needs JAX for its convolutions; without
     # JAX, TensorFlow (a few seconds more to import).
+    before = os.environ.get("KERAS_BACKEND")
     os.environ["KERAS_BACKEND"] = "numpy" if importlib.util.find_spec("jax") else "tensorflow"
-    from refinelab.models.builders import build_model
+    try:
+        from refinelab.models.builders import build_model
 
-    return build_model(params.architecture, input_shape, num_classes, name=params.preset).count_params()
+        return build_model(params.architecture, input_shape, num_classes, name=params.preset).count_params()
+    finally:  # For whatever this process runs next (Keras, once imported, keeps the backend it has).
+        if before is None:
+            os.environ.pop("KERAS_BACKEND")
+        else:
+            os.environ["KERAS_BACKEND"] = before

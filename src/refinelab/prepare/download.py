@@ -197,17 +197,18 @@ def tree_digests(folder: Path) -> dict[str, str]:
             for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def extract(archive: Path, destination: Path) -> None:
+def extract(archive: Path, destination: Path, replace: bool = False) -> None:
     """Unpack a zip or tar archive into ``destination`` (a member that would land outside it, or an
     archive too large for the disk or expanding like a bomb, is an error), and record the SHA-256 of
     every file it wrote beside it, so that a later run can check the cache still holds the archive's files.
 
     ``destination`` is a shared cache: when another run extracted the same (checksummed) archive there
-    first, its folder is kept as it is, since a reader may be using it, and this copy is discarded.
+    first, its folder is kept as it is, since a reader may be using it, and this copy is discarded; with
+    ``replace`` (the folder there is damaged) this copy takes its place, in one rename.
     """
     try:
         check_expansion(archive, destination)
-        with atomic_dir(destination, keep_existing=True) as staging:
+        with atomic_dir(destination, keep_existing=not replace) as staging:
             if archive.name.lower().endswith(".zip"):
                 with zipfile.ZipFile(archive) as bundle:
                     root = staging.resolve()
@@ -218,9 +219,10 @@ def extract(archive: Path, destination: Path) -> None:
             else:
                 with tarfile.open(archive) as bundle:
                     bundle.extractall(staging, filter="data")
+            # Before the folder appears: another run never finds it without its record.
+            write_json(manifest_path(destination), tree_digests(staging))
     except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{archive}: not a readable archive ({exc})") from None
-    write_json(manifest_path(destination), tree_digests(destination))
 
 
 def manifest_path(destination: Path) -> Path:
@@ -241,7 +243,8 @@ def extracted(archive: Path, destination: Path) -> Path:
             return destination
         log.warning("%s: the files extracted from %s changed since (or were never recorded): extracted again",
                     destination, archive.name)
-        shutil.rmtree(destination)
+        extract(archive, destination, replace=True)
+        return destination
     extract(archive, destination)
     return destination
 

@@ -34,6 +34,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -47,12 +48,14 @@ from refinelab.data.store import META_FILE, TRAINING_SET_FILE
 
 log = logging.getLogger(__name__)
 EPOCH_FOLDER = "epoch-{epoch}"  # The backup after that many epochs, complete ...
-PARTIAL = ".partial"  # ... unlike one whose name ends so.
+PARTIAL = ".partial"  # ... unlike one whose name holds this (then the writing process's id).
 KEPT_EPOCHS = 2  # The latest and the one before, for when the latest cannot be read.
 WEIGHTS = "model.weights.h5"  # Model.save_weights (which wants this ending): weights and optimizer state.
 LIVE_BACKUP = "live"
 SEED_STATES = "seed_states.npz"  # The dropout layers' random state ...
 TRAIN_SECONDS = "train_seconds"  # ... and, under this key, the seconds spent training them (all runs together).
+# Errors reading a backup that say nothing of it: a forbidden folder, too many open files, a full disk.
+NOT_DAMAGE = {errno.EACCES, errno.EPERM, errno.EMFILE, errno.ENFILE, errno.ENOSPC}
 # Free space a backup needs beyond its predecessor's size: a write that meets a full disk inside HDF5
 # can crash the process instead of raising.
 SPARE_BYTES = 16 << 20
@@ -183,7 +186,11 @@ def unreadable(folder: Path) -> str | None:
                 states[key]
         if not (folder / LIVE_BACKUP).is_dir():
             return f"no {LIVE_BACKUP}/"
-    except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, the backup is unusable.
+    except OSError as exc:
+        if exc.errno in NOT_DAMAGE:  # The machine's fault, not the backup's: never delete good epochs for it.
+            raise
+        return f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - whatever else a damaged file raises, the backup is unusable.
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -193,10 +200,16 @@ def seed_state_variables(model: keras.Model) -> dict[str, Any]:
     return {variable.path: variable for variable in model.variables if variable.path.endswith("seed_generator_state")}
 
 
-def check_free_space(folder: Path, previous: Path | None) -> None:
+def check_free_space(folder: Path, model: keras.Model, previous: Path | None) -> None:
     """Raise ENOSPC before writing a backup the disk has no room for (HDF5 meeting a full disk mid-write
-    can crash the process; this way the stage ends with one line naming the folder)."""
-    needed = SPARE_BYTES + (sum(path.stat().st_size for path in previous.rglob("*") if path.is_file()) if previous else 0)
+    can crash the process; this way the stage ends with one line naming the folder). The room needed: the
+    last backup's size, or before the first the model's and its optimizer's variables."""
+    if previous is not None:
+        size = sum(path.stat().st_size for path in previous.rglob("*") if path.is_file())
+    else:
+        variables = model.weights + (model.optimizer.variables if model.optimizer is not None else [])
+        size = sum(int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize for variable in variables)
+    needed = SPARE_BYTES + size
     if shutil.disk_usage(folder).free < needed:
         raise OSError(errno.ENOSPC, f"No space left on device for the epoch backup (about {needed >> 20} MB)", str(folder))
 
@@ -231,9 +244,10 @@ class EpochBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         self.backup.dir.mkdir(parents=True, exist_ok=True)
-        check_free_space(self.backup.dir, next((folder for _, folder in self.backup.epoch_folders()), None))
+        check_free_space(self.backup.dir, self.model, next((folder for _, folder in self.backup.epoch_folders()), None))
         final = self.backup.dir / EPOCH_FOLDER.format(epoch=done)
-        staging = final.with_name(final.name + PARTIAL)
+        # This process's own: another run with the same key (a shared REFINELAB_RESUME_DIR) has its own.
+        staging = final.with_name(f"{final.name}{PARTIAL}-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         self.model.save_weights(str(staging / WEIGHTS))
@@ -241,8 +255,10 @@ class EpochBackup(keras.callbacks.Callback):
         states[TRAIN_SECONDS] = np.float64(self.seconds_before + time.perf_counter() - self.started)
         np.savez(staging / SEED_STATES, **states)
         shutil.copytree(self.live_dir, staging / LIVE_BACKUP)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+        try:
+            staging.rename(final)
+        except OSError:  # Another run with the same key wrote this epoch first: the same state, keep theirs.
+            shutil.rmtree(staging, ignore_errors=True)
         for _, older in self.backup.epoch_folders()[KEPT_EPOCHS:]:
             shutil.rmtree(older, ignore_errors=True)
         self.backup.__dict__.pop("latest", None)  # Read again if asked.
