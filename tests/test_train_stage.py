@@ -207,7 +207,7 @@ def test_no_callback_of_training_makes_keras_wait_for_every_step(tmp_path, monke
         callbacks = training_callbacks(train, live, TrainingTimer()) + backup.callbacks(tmp_path / "live")
     assert keras.callbacks.CallbackList(callbacks)._async_train
     keras_own = keras.callbacks.BackupAndRestore(str(tmp_path / "plain"), save_freq="epoch")
-    assert not keras.callbacks.CallbackList(callbacks + [keras_own])._async_train  # What the subclass avoids.
+    assert not keras.callbacks.CallbackList(callbacks + [keras_own])._async_train  # What EpochBackup avoids.
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
